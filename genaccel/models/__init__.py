@@ -1,0 +1,1 @@
+"""genaccel.models"""
