@@ -7,7 +7,8 @@ import sys
 
 import torch
 
-from genaccel.attention.benchmark import IMAGE_GEOMETRIES, VIDEO_GEOMETRY, device_description, run_geometry
+from genaccel.attention.benchmark import (IMAGE_GEOMETRIES, VIDEO_GEOMETRY, device_description, pixart_sigma_step,
+                                         run_geometry)
 from genaccel.eval.markdown import git_commit, markdown_table, update_section
 
 
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per method (median reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-video", action="store_true", help="skip the CogVideoX-5B geometry")
+    parser.add_argument("--transformer-step", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time a full PixArt-Sigma-2048 transformer step (default: on CUDA only; "
+                             "about 50 TFLOPs a step, impractical on CPU)")
     parser.add_argument("--write", default=None, metavar="BENCHMARKS.md",
                         help="write the table into this file's `attention` section")
 
@@ -37,10 +41,14 @@ def run(args: argparse.Namespace) -> int:
     for geometry in geometries:
         print(f"timing {geometry.name} ...", file=sys.stderr, flush=True)
         rows += run_geometry(geometry, device=device, dtype=dtype, runs=args.runs, warmup=args.warmup)
+    if args.transformer_step or (args.transformer_step is None and device.type == "cuda"):
+        print("timing a PixArt-Sigma-2048 transformer step ...", file=sys.stderr, flush=True)
+        rows += pixart_sigma_step(device=device, dtype=dtype, runs=args.runs, warmup=args.warmup)
     table = markdown_table(
         ["geometry", "tokens", "heads x dim", "method", "median ms", "speedup vs dense", "ideal (FLOPs)", "share of ideal"],
         [[r["geometry"], r["tokens"], r["heads"], r["method"], f"{r['median_ms']:.1f}", f"{r['speedup']:.2f}x",
-          f"{r['ideal']:.1f}x", f"{100 * r['share']:.0f}%"] for r in rows])
+          *((f"{r['ideal']:.1f}x", f"{100 * r['share']:.0f}%") if r["ideal"] == r["ideal"] else ("-", "-"))]
+         for r in rows])
     command = "python benchmarks/attention.py " + " ".join(sys.argv[1:])
     header = (f"Device: {device_description(device)}, {dtype}; torch {torch.__version__}; commit {git_commit()}; "
               f"batch 1; median of {args.runs} interleaved runs after {args.warmup} warm-up.\n"
