@@ -55,8 +55,9 @@ class WindowPartition:
 
     @property
     def is_regular(self) -> bool:
-        """Windows tile the grid exactly from its origin: a permute can gather them (faster than indexing)."""
-        return not self.has_padding and int(self.gather_index[0]) == 0
+        """Windows tile the grid exactly (no padding, hence no shift offset): a permute can gather them,
+        which is faster than indexing."""
+        return not self.has_padding
 
     def to_windows(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, N, D) in grid order -> (B, H, num_windows * window_size, D) window by window."""
