@@ -63,69 +63,68 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if chunk_size < 2:
         raise ValueError(f"chunk_size must be >= 2, got {chunk_size}")
+    batch, dim, length = u.shape
+    groups = 1 if B.dim() == 3 else B.shape[1]
+    per_group, n_state = dim // groups, A.shape[1]
     dtype = torch.promote_types(u.dtype, torch.float32)
-    u_, dt, A_, B_, C_ = (t.to(dtype) for t in (u, delta, A, B, C))
+    dt = delta.to(dtype)
     if delta_bias is not None:
         dt = dt + delta_bias.to(dtype)[:, None]
     if delta_softplus:
         dt = F.softplus(dt)
-    B_, C_ = _per_channel(B_, u.shape[1]), _per_channel(C_, u.shape[1])  # (batch, dim, N, L)
-    decay = torch.exp(dt[:, :, None, :] * A_[None, :, :, None])          # (batch, dim, N, L)
-    drive = (dt * u_)[:, :, None, :] * B_
+    # time-major layout (L, batch, groups, channels per group, state): each time step is contiguous
+    time_major = lambda t: t.to(dtype).permute(2, 0, 1).reshape(length, batch, groups, per_group, 1)  # noqa: E731
+    state_major = lambda t: t.to(dtype).reshape(batch, groups, n_state, length).permute(3, 0, 1, 2)[:, :, :, None]  # noqa: E731
+    dt_t, u_t = time_major(dt), time_major(u)
+    decay = torch.exp(dt_t * A.to(dtype).view(groups, per_group, n_state))
+    drive = (dt_t * u_t) * state_major(B)
     if backend == "reference":
-        y = _sequential_states_dot(decay, drive, C_)
+        states = _sequential_states(decay, drive)
     else:
-        y = (linear_recurrence(decay, drive, chunk_size) * C_).sum(dim=2)
+        states = linear_recurrence(decay, drive, chunk_size)
+    y = (states * state_major(C)).sum(-1).reshape(length, batch, dim)
     if D is not None:
-        y = y + D.to(dtype)[:, None] * u_
+        y = y + D.to(dtype) * u_t.view(length, batch, dim)
     if z is not None:
-        y = y * F.silu(z.to(dtype))
-    return y.to(u.dtype)
+        y = y * F.silu(z.to(dtype).permute(2, 0, 1))
+    return y.permute(1, 2, 0).to(u.dtype)  # a (batch, dim, L) view of the time-major result
 
 
-def _sequential_states_dot(decay: torch.Tensor, drive: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    state = torch.zeros_like(drive[..., 0])
-    ys = []
-    for t in range(drive.shape[-1]):
-        state = decay[..., t] * state + drive[..., t]
-        ys.append((state * C[..., t]).sum(dim=2))
-    return torch.stack(ys, dim=-1)
+def _sequential_states(decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    states = [drive[0]]
+    for t in range(1, drive.shape[0]):
+        states.append(decay[t] * states[-1] + drive[t])
+    return torch.stack(states)
 
 
 def linear_recurrence(a: torch.Tensor, b: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
-    """All states of x_t = a_t * x_{t-1} + b_t (x_{-1} = 0) along the last axis.
+    """All states of x_t = a_t * x_{t-1} + b_t (x_{-1} = 0) along the first (time) axis.
 
-    The axis is cut into chunks of `chunk_size`; all chunks advance together, one time step per
-    iteration (chunk_size iterations on time-major contiguous slices), starting from zero state.
-    The state carried into each chunk is itself a linear recurrence over the chunks (factor: the
-    chunk's product of a, input: its local end state), solved recursively; each local state is then
-    corrected by (cumulative product of a) * carry. Only products of the given factors are formed,
-    so decays in [0, 1] cannot overflow.
+    The time axis is cut into chunks of `chunk_size`; all chunks advance together, one step per
+    iteration, from a zero state. The state carried into each chunk is itself a linear recurrence
+    over the chunks (factor: the chunk's product of a, input: its local end state), solved
+    recursively; each local state is then corrected by (cumulative product of a) * carry. Only
+    products of the given factors are formed, so decays in [0, 1] cannot overflow.
     """
-    length = a.shape[-1]
+    length, rest = a.shape[0], a.shape[1:]
     steps = min(chunk_size, length)
     n_chunks = -(-length // steps)
     pad = n_chunks * steps - length
     if pad:
-        a = F.pad(a, (0, pad), value=1.0)
-        b = F.pad(b, (0, pad), value=0.0)
-    a = a.unflatten(-1, (n_chunks, steps)).movedim(-1, 0).contiguous()   # (steps, ..., n_chunks)
-    b = b.unflatten(-1, (n_chunks, steps)).movedim(-1, 0).contiguous()
-    local, a_cum = [b[0]], [a[0]]
+        a = torch.cat([a, a.new_ones(pad, *rest)])
+        b = torch.cat([b, b.new_zeros(pad, *rest)])
+    a, b = a.view(n_chunks, steps, *rest), b.view(n_chunks, steps, *rest)
+    local = [b[:, 0]]
     for t in range(1, steps):
-        local.append(a[t] * local[-1] + b[t])
-        a_cum.append(a[t] * a_cum[-1])
+        local.append(a[:, t] * local[-1] + b[:, t])
     if n_chunks > 1:
-        carries = linear_recurrence(a_cum[-1], local[-1], chunk_size)    # state at each chunk's end
-        carry_in = F.pad(carries[..., :-1], (1, 0), value=0.0)
+        a_cum = [a[:, 0]]
+        for t in range(1, steps):
+            a_cum.append(a[:, t] * a_cum[-1])
+        carries = linear_recurrence(a_cum[-1], local[-1], chunk_size)       # state at each chunk's end
+        carry_in = torch.cat([torch.zeros_like(carries[:1]), carries[:-1]])
         local = [state + decay * carry_in for state, decay in zip(local, a_cum)]
-    return torch.stack(local, dim=-1).flatten(-2)[..., :length]
-
-
-def _per_channel(bc: torch.Tensor, dim: int) -> torch.Tensor:
-    if bc.dim() == 3:
-        return bc[:, None]
-    return bc.repeat_interleave(dim // bc.shape[1], dim=1)
+    return torch.stack(local, dim=1).view(n_chunks * steps, *rest)[:length]
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:

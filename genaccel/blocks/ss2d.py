@@ -90,9 +90,9 @@ class SS2D(nn.Module):
             -torch.exp(self.A_log.float()).reshape(k * d, self.d_state), Bs, Cs,
             self.D.reshape(k * d), delta_bias=self.dt_proj_bias.reshape(k * d), delta_softplus=True,
             backend=self.scan_backend, chunk_size=self.chunk_size,
-        ).view(batch, k, d, length)
-        index = inverses[None, :, None, :].expand(batch, k, d, length)
-        y = torch.gather(y, 3, index).sum(dim=1).transpose(1, 2)              # (B, L, d) raster order
+        )
+        y = y.permute(2, 0, 1).reshape(length, batch, k, d)                  # time-major rows of d channels
+        y = sum(y[:, :, i].index_select(0, inverses[i]) for i in range(k)).transpose(0, 1)  # (B, L, d) raster
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y)
 

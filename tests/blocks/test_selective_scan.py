@@ -63,13 +63,13 @@ def test_chunked_gradients_match_reference():
 
 def test_linear_recurrence_long_sequence_recursion():
     g = torch.Generator().manual_seed(1)
-    a, b = torch.rand(3, 1000, generator=g, dtype=torch.float64), torch.randn(3, 1000, generator=g, dtype=torch.float64)
+    a, b = torch.rand(1000, 3, generator=g, dtype=torch.float64), torch.randn(1000, 3, generator=g, dtype=torch.float64)
     state, expected = torch.zeros(3, dtype=torch.float64), []
     for t in range(1000):
-        state = a[:, t] * state + b[:, t]
+        state = a[t] * state + b[t]
         expected.append(state)
     out = linear_recurrence(a, b, chunk_size=4)  # three levels of chunk carries
-    assert torch.allclose(out, torch.stack(expected, -1), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(out, torch.stack(expected), rtol=1e-12, atol=1e-12)
 
 
 def test_auto_on_cpu_is_chunked_and_bitwise_equal():
