@@ -61,33 +61,60 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
         return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    if chunk_size < 2:
-        raise ValueError(f"chunk_size must be >= 2, got {chunk_size}")
     batch, dim, length = u.shape
     groups = 1 if B.dim() == 3 else B.shape[1]
-    per_group, n_state = dim // groups, A.shape[1]
+    time_major = lambda t: t.permute(2, 0, 1).contiguous().view(length, batch, groups, dim // groups)  # noqa: E731
+    per_step = lambda t: t.reshape(batch, groups, A.shape[1], length).permute(3, 0, 1, 2)  # noqa: E731
+    y = selective_scan_time_major(time_major(u), time_major(delta), A, per_step(B), per_step(C), D,
+                                  delta_bias, delta_softplus, backend=backend, chunk_size=chunk_size)
+    y = y.reshape(length, batch, dim)
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype).permute(2, 0, 1))
+    return y.permute(1, 2, 0)  # a (batch, dim, L) view of the time-major result
+
+
+def selective_scan_time_major(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                              C: torch.Tensor, D: torch.Tensor | None = None,
+                              delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
+                              backend: str = "auto", chunk_size: int = 32) -> torch.Tensor:
+    """The same scan in time-major layout, which the torch backends compute in (no transposes).
+
+    u, delta: (L, batch, G, P) for dim = G * P channels in G groups; A: (dim, N); B, C:
+    (L, batch, G, N); D, delta_bias: (dim,). Returns (L, batch, G, P) in u's dtype.
+    """
+    length, batch, groups, per_group = u.shape
+    n_state = A.shape[1]
+    if delta.shape != u.shape or A.shape[0] != groups * per_group or B.shape != (length, batch, groups, n_state) \
+            or C.shape != B.shape:
+        raise ValueError(f"time-major scan needs u, delta (L, batch, G, P), A (G*P, N), B, C (L, batch, G, N); got "
+                         f"u {tuple(u.shape)}, delta {tuple(delta.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, "
+                         f"C {tuple(C.shape)}")
+    backend = resolve_backend(backend, u.device)
+    if backend == "mamba_ssm":
+        channels_last = lambda t: t.permute(1, 2, 3, 0).reshape(batch, groups * per_group, length)  # noqa: E731
+        y = selective_scan(channels_last(u), channels_last(delta), A, B.permute(1, 2, 3, 0), C.permute(1, 2, 3, 0),
+                           D, None, delta_bias, delta_softplus, backend="mamba_ssm")
+        return y.view(batch, groups, per_group, length).permute(3, 0, 1, 2)
+    if chunk_size < 2:
+        raise ValueError(f"chunk_size must be >= 2, got {chunk_size}")
     dtype = torch.promote_types(u.dtype, torch.float32)
     dt = delta.to(dtype)
     if delta_bias is not None:
-        dt = dt + delta_bias.to(dtype)[:, None]
+        dt = dt + delta_bias.to(dtype).view(groups, per_group)
     if delta_softplus:
         dt = F.softplus(dt)
-    # time-major layout (L, batch, groups, channels per group, state): each time step is contiguous
-    time_major = lambda t: t.to(dtype).permute(2, 0, 1).reshape(length, batch, groups, per_group, 1)  # noqa: E731
-    state_major = lambda t: t.to(dtype).reshape(batch, groups, n_state, length).permute(3, 0, 1, 2)[:, :, :, None]  # noqa: E731
-    dt_t, u_t = time_major(dt), time_major(u)
-    decay = torch.exp(dt_t * A.to(dtype).view(groups, per_group, n_state))
-    drive = (dt_t * u_t) * state_major(B)
+    # materialise (L, batch, G, P, N) contiguously: elementwise results inherit their inputs' strides,
+    # and the recurrence wants each time step contiguous
+    decay = torch.exp(dt[..., None] * A.to(dtype).view(groups, per_group, n_state)).contiguous()
+    drive = ((dt * u.to(dtype))[..., None] * B.to(dtype)[:, :, :, None]).contiguous()
     if backend == "reference":
         states = _sequential_states(decay, drive)
     else:
         states = linear_recurrence(decay, drive, chunk_size)
-    y = (states * state_major(C)).sum(-1).reshape(length, batch, dim)
+    y = (states * C.to(dtype)[:, :, :, None]).sum(-1)
     if D is not None:
-        y = y + D.to(dtype) * u_t.view(length, batch, dim)
-    if z is not None:
-        y = y * F.silu(z.to(dtype).permute(2, 0, 1))
-    return y.permute(1, 2, 0).to(u.dtype)  # a (batch, dim, L) view of the time-major result
+        y = y + D.to(dtype).view(groups, per_group) * u.to(dtype)
+    return y.to(u.dtype)
 
 
 def _sequential_states(decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .scan_paths import DEFAULT_AXIS_ORDERS, scan_paths
-from .selective_scan import BACKENDS, selective_scan
+from .selective_scan import BACKENDS, selective_scan_time_major
 
 
 class SS2D(nn.Module):
@@ -77,21 +77,20 @@ class SS2D(nn.Module):
             raise ValueError(f"{type(self).__name__} needs a {self.spatial_dims}-D grid whose product is the "
                              f"token count {length}, got grid {grid}")
         x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
-        x = x.transpose(1, 2).reshape(batch, self.d_inner, *grid)
-        x = F.silu(self.conv(x)).flatten(2)                                   # (B, d, L) raster order
+        x = x.unflatten(1, grid).movedim(-1, 1)                               # (B, d, *grid), channels last
+        x = F.silu(self.conv(x)).movedim(1, -1).reshape(batch, length, self.d_inner)
         paths, inverses = self.paths(grid, x.device)
-        xs = x[:, :, paths].transpose(1, 2)                                   # (B, K, d, L) path order
-        proj = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
-        dts, Bs, Cs = proj.split([self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_proj_weight)
         k, d = self.num_paths, self.d_inner
-        y = selective_scan(
-            xs.reshape(batch, k * d, length), dts.reshape(batch, k * d, length),
-            -torch.exp(self.A_log.float()).reshape(k * d, self.d_state), Bs, Cs,
-            self.D.reshape(k * d), delta_bias=self.dt_proj_bias.reshape(k * d), delta_softplus=True,
+        # time-major path order (L, B, K, d): position l of every path, gathered as rows of d channels
+        xs = x.transpose(0, 1).index_select(0, paths.t().reshape(-1)).view(length, k, batch, d).transpose(1, 2)
+        proj = torch.einsum("lbkd,kcd->lbkc", xs, self.x_proj_weight)
+        dts, Bs, Cs = proj.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dts = torch.einsum("lbkr,kdr->lbkd", dts, self.dt_proj_weight)
+        y = selective_scan_time_major(
+            xs, dts, -torch.exp(self.A_log.float()).reshape(k * d, self.d_state), Bs, Cs, self.D.reshape(k * d),
+            delta_bias=self.dt_proj_bias.reshape(k * d), delta_softplus=True,
             backend=self.scan_backend, chunk_size=self.chunk_size,
         )
-        y = y.permute(2, 0, 1).reshape(length, batch, k, d)                  # time-major rows of d channels
         y = sum(y[:, :, i].index_select(0, inverses[i]) for i in range(k)).transpose(0, 1)  # (B, L, d) raster
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y)

@@ -102,3 +102,13 @@ def test_blocks_reject_mismatched_grid_and_text(block):
         block()(x, c, (3, 4), torch.randn(1, 2, 16))
     with pytest.raises(ValueError, match="encoder_hidden_states must be given exactly when"):
         block(cross_attention_dim=16)(x, c, (3, 4))
+
+
+def test_ptdit_block_on_a_video_grid_pools_one_proxy_per_3d_window():
+    torch.manual_seed(0)
+    block = PTDiTBlock(16, 2, window=(1, 2, 2))
+    _randomise_zero_parameters(block)
+    x = torch.randn(1, 2 * 4 * 4, 16)
+    assert window_means(x, (2, 4, 4), (1, 2, 2)).shape == (1, 8, 16)
+    out = block(x, torch.randn(1, 16), (2, 4, 4))
+    assert out.shape == x.shape and not torch.allclose(out, x)
