@@ -104,6 +104,12 @@ def test_blocks_reject_mismatched_grid_and_text(block):
         block(cross_attention_dim=16)(x, c, (3, 4))
 
 
+def test_lamamba_bias_with_a_backend_it_cannot_use_raises():
+    with pytest.raises(ValueError, match="attention_backend='flex' cannot run the relative position bias"):
+        LaMambaBlock(16, 2, cond_dim=8, attention_backend="flex")
+    LaMambaBlock(16, 2, cond_dim=8, attention_backend="flex", relative_position_bias=False)
+
+
 def test_ptdit_block_on_a_video_grid_pools_one_proxy_per_3d_window():
     torch.manual_seed(0)
     block = PTDiTBlock(16, 2, window=(1, 2, 2))
