@@ -92,8 +92,9 @@ def selective_scan_time_major(u: torch.Tensor, delta: torch.Tensor, A: torch.Ten
     backend = resolve_backend(backend, u.device)
     if backend == "mamba_ssm":
         channels_last = lambda t: t.permute(1, 2, 3, 0).reshape(batch, groups * per_group, length)  # noqa: E731
-        y = selective_scan(channels_last(u), channels_last(delta), A, B.permute(1, 2, 3, 0), C.permute(1, 2, 3, 0),
-                           D, None, delta_bias, delta_softplus, backend="mamba_ssm")
+        y = selective_scan(channels_last(u), channels_last(delta), A, B.permute(1, 2, 3, 0).contiguous(),
+                           C.permute(1, 2, 3, 0).contiguous(), D, None, delta_bias, delta_softplus,
+                           backend="mamba_ssm")
         return y.view(batch, groups, per_group, length).permute(3, 0, 1, 2)
     if chunk_size < 2:
         raise ValueError(f"chunk_size must be >= 2, got {chunk_size}")

@@ -89,3 +89,27 @@ def test_ss2d_rejects_a_grid_that_does_not_match():
         SS2D(8)(torch.randn(1, 12, 8), (5, 3))
     with pytest.raises(ValueError, match="3-D grid"):
         SS3D(8)(torch.randn(1, 12, 8), (3, 4))
+
+
+def test_mamba_ssm_layout_conversion_with_a_stand_in_kernel(monkeypatch):
+    """The CUDA path's (batch, dim, L) conversions, checked on CPU with the reference as the kernel."""
+    import sys
+    import types
+
+    scan_module = sys.modules["genaccel.blocks.selective_scan"]  # the package re-exports a function of that name
+
+    kernel = types.ModuleType("mamba_ssm.ops.selective_scan_interface")
+    kernel.selective_scan_fn = lambda u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False: (
+        selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend="reference"))
+    monkeypatch.setitem(sys.modules, "mamba_ssm", types.ModuleType("mamba_ssm"))
+    monkeypatch.setitem(sys.modules, "mamba_ssm.ops", types.ModuleType("mamba_ssm.ops"))
+    monkeypatch.setitem(sys.modules, "mamba_ssm.ops.selective_scan_interface", kernel)
+    real_resolve = scan_module.resolve_backend
+    monkeypatch.setattr(scan_module, "resolve_backend",
+                        lambda backend, device: "mamba_ssm" if backend == "mamba_ssm" else real_resolve(backend, device))
+    torch.manual_seed(0)
+    chunked = SS2D(8, d_state=2, scan_backend="chunked").double()
+    kernel_path = SS2D(8, d_state=2, scan_backend="mamba_ssm").double()
+    kernel_path.load_state_dict(chunked.state_dict())
+    x = torch.randn(2, 20, 8, dtype=torch.float64)
+    assert torch.allclose(kernel_path(x, (4, 5)), chunked(x, (4, 5)), rtol=1e-10, atol=1e-12)
