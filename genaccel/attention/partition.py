@@ -53,6 +53,30 @@ class WindowPartition:
     def has_padding(self) -> bool:
         return self.num_windows * self.window_size != math.prod(self.grid)
 
+    @property
+    def is_regular(self) -> bool:
+        """Windows tile the grid exactly (no padding, hence no shift offset): a permute can gather them,
+        which is faster than indexing."""
+        return not self.has_padding
+
+    def to_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, N, D) in grid order -> (B, H, num_windows * window_size, D) window by window."""
+        if not self.is_regular:
+            return x.index_select(2, self.gather_index)
+        dims = len(self.grid)
+        split = [d for g, w in zip(self.grid, self.window) for d in (g // w, w)]
+        order = [0, 1] + [2 + 2 * i for i in range(dims)] + [3 + 2 * i for i in range(dims)] + [2 + 2 * dims]
+        return x.reshape(*x.shape[:2], *split, x.shape[-1]).permute(order).reshape(x.shape)
+
+    def from_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of `to_windows`: window-ordered slots back to grid order, padding dropped."""
+        if not self.is_regular:
+            return x.index_select(2, self.token_to_slot)
+        dims = len(self.grid)
+        blocks = [g // w for g, w in zip(self.grid, self.window)]
+        order = [0, 1] + [d for i in range(dims) for d in (2 + i, 2 + dims + i)] + [2 + 2 * dims]
+        return x.reshape(*x.shape[:2], *blocks, *self.window, x.shape[-1]).permute(order).reshape(x.shape)
+
 
 @lru_cache(maxsize=64)
 def _partition_cpu(grid: tuple[int, ...], window: tuple[int, ...], shift: bool) -> WindowPartition:
