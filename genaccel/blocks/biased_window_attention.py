@@ -65,7 +65,7 @@ def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g
     size, windows = part.window_size, part.num_windows
     if bias is not None and bias.shape != (heads, size, size):
         raise ValueError(f"bias must have shape (heads, W, W) = {(heads, size, size)}, got {tuple(bias.shape)}")
-    gather = lambda t: t.index_select(2, part.gather_index).view(batch, heads, windows, size, dim)  # noqa: E731
+    gather = lambda t: part.to_windows(t).view(batch, heads, windows, size, dim)  # noqa: E731
     mask = None
     if bias is not None:
         mask = bias.to(q.dtype)[:, None].expand(heads, windows, size, size)
@@ -74,4 +74,4 @@ def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g
         pad = pad[None, :, None, :]
         mask = pad if mask is None else mask + pad
     out = F.scaled_dot_product_attention(gather(q), gather(k), gather(v), attn_mask=mask, scale=scale)
-    return out.reshape(batch, heads, windows * size, dim).index_select(2, part.token_to_slot)
+    return part.from_windows(out.reshape(batch, heads, windows * size, dim))
