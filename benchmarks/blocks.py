@@ -101,7 +101,7 @@ def build_ops(side: int) -> dict[str, tuple[Callable[[], object], float]]:
 def training_steps_per_second(runs: int) -> tuple[float, int, str]:
     torch.manual_seed(0)
     config = dict(sample_size=16, block_out_channels=(64, 128), layers_per_stage=(2, 2), attention_head_dim=32,
-                  window_size=8, num_classes=10)
+                  window_size=8, num_embeds_ada_norm=10)
     model = LaMambaDiTModel(**config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     latents, labels = torch.randn(8, 4, 16, 16), torch.randint(0, 10, (8,))

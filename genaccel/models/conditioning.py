@@ -34,7 +34,8 @@ class TimestepConditioning(nn.Module):
             raise ValueError(f"timestep must be a scalar or have shape (batch,) = ({batch},), got {tuple(timestep.shape)}")
         if self.num_classes is None:
             if class_labels is not None:
-                raise ValueError("class_labels were given but the model is not class-conditional (num_classes=None)")
+                raise ValueError("class_labels were given but the model is not class-conditional "
+                                 "(num_embeds_ada_norm=None)")
             return self.timestep_embedder(self.time_proj(timestep).to(dtype))
         if class_labels is None:
             raise ValueError(f"class_labels (batch,) are required: the model is class-conditional with "

@@ -1,7 +1,7 @@
 """PTDiTTransformer2DModel: a DiT whose blocks are PT-DiT blocks (proxy tokens + window attention).
 
 A diffusers `ModelMixin` / `ConfigMixin` with DiT's call signature and output, so it runs in
-diffusers' `DiTPipeline` in place of `DiTTransformer2DModel`. Class-conditional (`num_classes`,
+diffusers' `DiTPipeline` in place of `DiTTransformer2DModel`. Class-conditional (`num_embeds_ada_norm`,
 adaLN) or text-conditional (`cross_attention_dim`, cross-attention to projected text states).
 `from_dense_dit` builds one from a dense `DiTTransformer2DModel`, copying every shared weight.
 """
@@ -22,18 +22,25 @@ from .conditioning import TimestepConditioning
 
 
 class PTDiTTransformer2DModel(ModelMixin, ConfigMixin):
-    """Latent (B, in_channels, H, W) -> prediction (B, out_channels, H, W); see the module docstring."""
+    """Latent (B, in_channels, H, W) -> prediction (B, out_channels, H, W); see the module docstring.
+
+    Takes `DiTTransformer2DModel`'s constructor arguments (`num_embeds_ada_norm` is the number of
+    classes, as in DiT) plus `window_size`, `class_dropout_prob`, `cross_attention_dim`, `attention_backend`.
+    """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(self, sample_size: int = 32, patch_size: int = 2, in_channels: int = 4,
                  out_channels: int | None = None, num_layers: int = 28, num_attention_heads: int = 16,
                  attention_head_dim: int = 72, window_size: int | list[int] = 2,
-                 num_classes: int | None = 1000, class_dropout_prob: float = 0.1,
+                 num_embeds_ada_norm: int | None = 1000, class_dropout_prob: float = 0.1,
                  cross_attention_dim: int | None = None, activation_fn: str = "gelu-approximate",
                  attention_bias: bool = True, norm_eps: float = 1e-5, attention_backend: str = "auto") -> None:
         super().__init__()
-        if num_classes is not None and cross_attention_dim is not None:
-            raise ValueError("choose one conditioning: num_classes (class labels) or cross_attention_dim (text), not both")
+        if num_embeds_ada_norm is not None and cross_attention_dim is not None:
+            raise ValueError("choose one conditioning: num_embeds_ada_norm (number of classes) or cross_attention_dim "
+                             "(text), not both")
         if out_channels is None:
             out_channels = in_channels
             self.register_to_config(out_channels=out_channels)
@@ -41,7 +48,8 @@ class PTDiTTransformer2DModel(ModelMixin, ConfigMixin):
         window = tuple(window_size) if isinstance(window_size, (list, tuple)) else window_size
         self.pos_embed = PatchEmbed(height=sample_size, width=sample_size, patch_size=patch_size,
                                     in_channels=in_channels, embed_dim=dim)
-        self.conditioning = TimestepConditioning(dim, num_classes, class_dropout_prob)
+        self.conditioning = TimestepConditioning(dim, num_embeds_ada_norm, class_dropout_prob)
+        self.gradient_checkpointing = False
         self.caption_projection = None
         if cross_attention_dim is not None:
             self.caption_projection = nn.Sequential(nn.Linear(cross_attention_dim, dim), nn.GELU(approximate="tanh"),
@@ -73,7 +81,10 @@ class PTDiTTransformer2DModel(ModelMixin, ConfigMixin):
         cond = self.conditioning(timestep, class_labels, batch, x.dtype, x.device)
         text = None if encoder_hidden_states is None else self.caption_projection(encoder_hidden_states)
         for block in self.transformer_blocks:
-            x = block(x, cond, grid, text, encoder_attention_mask)
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x = self._gradient_checkpointing_func(block, x, cond, grid, text, encoder_attention_mask)
+            else:
+                x = block(x, cond, grid, text, encoder_attention_mask)
         shift, scale = self.proj_out_1(F.silu(cond)).chunk(2, dim=1)
         x = self.proj_out_2(self.norm_out(x) * (1 + scale[:, None]) + shift[:, None])
         out = x.reshape(batch, *grid, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(batch, -1, height, width)
@@ -105,7 +116,8 @@ class PTDiTTransformer2DModel(ModelMixin, ConfigMixin):
         model = cls(sample_size=cfg.sample_size, patch_size=cfg.patch_size, in_channels=cfg.in_channels,
                     out_channels=dit.out_channels, num_layers=cfg.num_layers,
                     num_attention_heads=cfg.num_attention_heads, attention_head_dim=cfg.attention_head_dim,
-                    window_size=grid if window_size is None else window_size, num_classes=cfg.num_embeds_ada_norm,
+                    window_size=grid if window_size is None else window_size,
+                    num_embeds_ada_norm=cfg.num_embeds_ada_norm,
                     class_dropout_prob=dit.transformer_blocks[0].norm1.emb.class_embedder.dropout_prob,
                     activation_fn=cfg.activation_fn, attention_bias=cfg.attention_bias, norm_eps=cfg.norm_eps,
                     attention_backend=attention_backend)

@@ -58,10 +58,25 @@ def test_save_load_round_trip_is_bitwise(tmp_path):
     assert loaded.config.out_channels == 8
 
 
+def test_takes_dit_constructor_arguments_and_gradient_checkpointing():
+    common = dict(num_attention_heads=2, attention_head_dim=8, in_channels=3, out_channels=3, num_layers=2,
+                  sample_size=8, patch_size=2, num_embeds_ada_norm=4)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = PTDiTTransformer2DModel(**common, class_dropout_prob=0.0).train()
+        randomise_zero_parameters(model)
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        model(torch.ones(2, 3, 8, 8), torch.tensor([1, 500]), torch.tensor([3, 0])).sample.square().mean().backward()
+        grads.append([p.grad for p in model.parameters()])
+    assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(*grads))
+
+
 def test_text_conditional_forward_gradients_and_errors():
     torch.manual_seed(0)
     model = PTDiTTransformer2DModel(sample_size=8, num_layers=1, num_attention_heads=2, attention_head_dim=8,
-                                    window_size=2, num_classes=None, cross_attention_dim=12)
+                                    window_size=2, num_embeds_ada_norm=None, cross_attention_dim=12)
     assert model.config.out_channels == 4  # defaults to in_channels, recorded in the config
     randomise_zero_parameters(model)
     x = torch.randn(2, 4, 8, 8)
@@ -75,6 +90,6 @@ def test_text_conditional_forward_gradients_and_errors():
     with pytest.raises(ValueError, match="latent size 7x8 must be divisible by patch_size=2"):
         model(torch.randn(1, 4, 7, 8), 10, encoder_hidden_states=torch.randn(1, 5, 12))
     with pytest.raises(ValueError, match="choose one conditioning"):
-        PTDiTTransformer2DModel(num_classes=10, cross_attention_dim=12)
+        PTDiTTransformer2DModel(num_embeds_ada_norm=10, cross_attention_dim=12)
     with pytest.raises(ValueError, match="class_labels"):
         PTDiTTransformer2DModel(sample_size=8, num_layers=1, num_attention_heads=2, attention_head_dim=8)(x, 10)
