@@ -87,11 +87,11 @@ def build_ops(side: int) -> dict[str, tuple[Callable[[], object], float]]:
 
     def windowed() -> torch.Tensor:
         q, k, v = mha.project(x)
-        return mha.output(window_attention(q, k, v, grid, WINDOW, backend="sdpa"))
+        return mha.output(window_attention(q, k, v, grid, WINDOW, backend="auto"))
 
     return {
         "dense attention (SDPA)": (lambda: mha(x), dense_flops(n)),
-        f"window attention {WINDOW}x{WINDOW} (genaccel sdpa)": (windowed, window_flops(n)),
+        f"window attention {WINDOW}x{WINDOW} (genaccel, backend auto)": (windowed, window_flops(n)),
         "Sana linear attention (diffusers SanaLinearAttnProcessor2_0)": (lambda: sana(x), sana_flops(n)),
         "SS2D mixer (4 snake scans, state 1, chunked scan)": (lambda: ss2d(x, grid), ss2d_flops(n)),
         "LaMamba block (SS2D + window attn + MLP)": (lambda: block(x, cond, grid), lamamba_block_flops(n)),

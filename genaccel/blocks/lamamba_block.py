@@ -40,10 +40,10 @@ class LaMambaBlock(nn.Module):
         self.window = (window,) * spatial_dims if isinstance(window, int) else tuple(window)
         if len(self.window) != spatial_dims:
             raise ValueError(f"window {self.window} must have {spatial_dims} sizes")
-        if relative_position_bias and attention_backend not in ("auto", "sdpa"):
+        if relative_position_bias and attention_backend != "auto":
             raise ValueError(f"attention_backend={attention_backend!r} cannot run the relative position bias "
-                             "(genaccel.attention.window_attention has no bias argument; the biased path uses SDPA): "
-                             "use attention_backend='auto' or 'sdpa', or relative_position_bias=False")
+                             "(genaccel.attention.window_attention has no bias argument; the biased path is one "
+                             "batched SDPA over windows): use attention_backend='auto', or relative_position_bias=False")
         self.shift, self.attention_backend = shift, attention_backend
         self.norm_ssm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ssm = (SS2D if spatial_dims == 2 else SS3D)(dim, d_state=d_state, expand=ssm_expand,
