@@ -1,6 +1,6 @@
 """Trainable linear-time building blocks: selective scan, SS2D / SS3D, LaMamba block, PT-DiT block."""
 
-from .biased_window_attention import RelativePositionBias, biased_window_attention
+from .relative_position_bias import RelativePositionBias
 from .lamamba_block import LaMambaBlock
 from .ptdit_block import PTDiTBlock
 from .scan_paths import scan_paths, snake_path
@@ -8,4 +8,4 @@ from .selective_scan import linear_recurrence, mamba_ssm_available, selective_sc
 from .ss2d import SS2D, SS3D
 
 __all__ = ["selective_scan", "linear_recurrence", "mamba_ssm_available", "snake_path", "scan_paths", "SS2D",
-           "SS3D", "RelativePositionBias", "biased_window_attention", "LaMambaBlock", "PTDiTBlock"]
+           "SS3D", "RelativePositionBias", "LaMambaBlock", "PTDiTBlock"]

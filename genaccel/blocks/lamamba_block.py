@@ -20,7 +20,7 @@ from genaccel.attention.partition import normalize_window
 
 from .adaln import modulate
 from .attention_layers import MultiHeadAttention
-from .biased_window_attention import RelativePositionBias, biased_window_attention
+from .relative_position_bias import RelativePositionBias
 from .ss2d import SS2D, SS3D
 
 
@@ -40,10 +40,6 @@ class LaMambaBlock(nn.Module):
         self.window = (window,) * spatial_dims if isinstance(window, int) else tuple(window)
         if len(self.window) != spatial_dims:
             raise ValueError(f"window {self.window} must have {spatial_dims} sizes")
-        if relative_position_bias and attention_backend != "auto":
-            raise ValueError(f"attention_backend={attention_backend!r} cannot run the relative position bias "
-                             "(genaccel.attention.window_attention has no bias argument; the biased path is one "
-                             "batched SDPA over windows): use attention_backend='auto', or relative_position_bias=False")
         self.shift, self.attention_backend = shift, attention_backend
         self.norm_ssm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ssm = (SS2D if spatial_dims == 2 else SS3D)(dim, d_state=d_state, expand=ssm_expand,
@@ -64,11 +60,9 @@ class LaMambaBlock(nn.Module):
 
     def window_attention(self, x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         q, k, v = self.attn.project(x)
-        if self.position_bias is None:
-            out = window_attention(q, k, v, grid, self.window, self.shift, backend=self.attention_backend)
-        else:
-            window = normalize_window(grid, self.window)
-            out = biased_window_attention(q, k, v, grid, window, self.shift, self.position_bias(window))
+        bias = None if self.position_bias is None else self.position_bias(normalize_window(grid, self.window))
+        out = window_attention(q, k, v, grid, self.window, self.shift, backend=self.attention_backend,
+                               position_bias=bias)
         return self.attn.output(out)
 
     def forward(self, hidden_states: torch.Tensor, conditioning: torch.Tensor, grid: tuple[int, ...],

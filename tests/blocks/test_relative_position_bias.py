@@ -1,5 +1,5 @@
-"""Window attention with relative position bias: equals genaccel.attention's op without bias and a
-dense masked oracle (bias looked up from grid coordinates) with it, shifted and padded windows too."""
+"""The relative position bias table through `window_attention(position_bias=)` equals a dense masked
+oracle (bias looked up from grid coordinates), shifted and padded windows too."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 
 from genaccel.attention import window_attention
 from genaccel.attention.partition import normalize_window, window_partition
-from genaccel.blocks.biased_window_attention import RelativePositionBias, biased_window_attention
+from genaccel.blocks.relative_position_bias import RelativePositionBias
 
 CASES = [((8, 8), 4, False), ((8, 8), 4, True), ((5, 7), 3, False), ((5, 7), 3, True), ((2, 4, 6), (2, 2, 3), True)]
 
@@ -19,18 +19,11 @@ def _qkv(grid, heads=2, dim=4, seed=0):
 
 
 @pytest.mark.parametrize("grid, window, shift", CASES)
-def test_without_bias_equals_genaccel_window_attention(grid, window, shift):
-    q, k, v = _qkv(grid)
-    expected = window_attention(q, k, v, grid, window, shift, backend="reference")
-    assert torch.allclose(biased_window_attention(q, k, v, grid, window, shift, None), expected, rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("grid, window, shift", CASES)
 def test_with_bias_equals_dense_masked_oracle(grid, window, shift):
     q, k, v = _qkv(grid)
     window = normalize_window(grid, window)
     rpb = RelativePositionBias(window, 2).double()
-    out = biased_window_attention(q, k, v, grid, window, shift, rpb(window))
+    out = window_attention(q, k, v, grid, window, shift, position_bias=rpb(window))
     # oracle: full (N, N) logits, + table[grid offset], masked to pairs sharing a window
     coords = torch.stack(torch.unravel_index(torch.arange(math.prod(grid)), grid), -1)
     offset = coords[:, None, :] - coords[None, :, :]
@@ -53,5 +46,5 @@ def test_bias_for_a_clamped_window_and_errors():
     with pytest.raises(ValueError, match="exceeds the bias table's window"):
         rpb((9, 8))
     q, k, v = _qkv((4, 4), heads=3)
-    with pytest.raises(ValueError, match=r"bias must have shape \(heads, W, W\) = \(3, 4, 4\)"):
-        biased_window_attention(q, k, v, (4, 4), 2, False, torch.zeros(3, 5, 5))
+    with pytest.raises(ValueError, match=r"position_bias must have shape \(heads, S, S\) = \(3, 4, 4\)"):
+        window_attention(q, k, v, (4, 4), 2, False, position_bias=torch.zeros(3, 5, 5))
