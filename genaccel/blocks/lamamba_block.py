@@ -10,15 +10,13 @@ follows the window attention.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from genaccel.attention import window_attention
 from genaccel.attention.partition import normalize_window
 
-from .adaln import modulate
+from .adaln import check_block_inputs, modulate
 from .attention_layers import MultiHeadAttention
 from .relative_position_bias import RelativePositionBias
 from .ss2d import SS2D, SS3D
@@ -68,12 +66,7 @@ class LaMambaBlock(nn.Module):
     def forward(self, hidden_states: torch.Tensor, conditioning: torch.Tensor, grid: tuple[int, ...],
                 encoder_hidden_states: torch.Tensor | None = None,
                 encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        grid = tuple(int(g) for g in grid)
-        if math.prod(grid) != hidden_states.shape[1]:
-            raise ValueError(f"grid {grid} does not match the {hidden_states.shape[1]} tokens")
-        if (self.cross_attn is None) != (encoder_hidden_states is None):
-            raise ValueError("encoder_hidden_states must be given exactly when the block was built with "
-                             f"cross_attention_dim (it was {'not ' if self.cross_attn is None else ''}built with it)")
+        grid = check_block_inputs(hidden_states, grid, self.cross_attn is not None, encoder_hidden_states)
         mods = self.adaln(conditioning).chunk(9, dim=1)
         x = hidden_states
         x = x + mods[2][:, None] * self.ssm(modulate(self.norm_ssm(x), mods[0], mods[1]), grid)

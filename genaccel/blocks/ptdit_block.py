@@ -16,8 +16,6 @@ in front of a zero output would receive no gradient.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from diffusers.models.attention import FeedForward
 from torch import nn
@@ -25,7 +23,7 @@ from torch import nn
 from genaccel.attention import window_attention
 from genaccel.attention.partition import normalize_window, window_partition
 
-from .adaln import modulate
+from .adaln import check_block_inputs, modulate
 from .attention_layers import MultiHeadAttention
 
 
@@ -72,12 +70,7 @@ class PTDiTBlock(nn.Module):
     def forward(self, hidden_states: torch.Tensor, conditioning: torch.Tensor, grid: tuple[int, ...],
                 encoder_hidden_states: torch.Tensor | None = None,
                 encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        grid = tuple(int(g) for g in grid)
-        if math.prod(grid) != hidden_states.shape[1]:
-            raise ValueError(f"grid {grid} does not match the {hidden_states.shape[1]} tokens")
-        if (self.cross_attn is None) != (encoder_hidden_states is None):
-            raise ValueError("encoder_hidden_states must be given exactly when the block was built with "
-                             f"cross_attention_dim (it was {'not ' if self.cross_attn is None else ''}built with it)")
+        grid = check_block_inputs(hidden_states, grid, self.cross_attn is not None, encoder_hidden_states)
         mods = self.adaln(conditioning).chunk(10, dim=1)
         x = hidden_states
         tokens = modulate(self.norm_proxy(x), mods[6], mods[7])
