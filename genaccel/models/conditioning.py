@@ -44,3 +44,14 @@ class TimestepConditioning(nn.Module):
         if class_labels.shape != (batch,):
             raise ValueError(f"class_labels must have shape ({batch},), got {tuple(class_labels.shape)}")
         return self.embed(timestep, class_labels, hidden_dtype=dtype)
+
+
+def check_model_inputs(hidden_states: torch.Tensor, patch_size: int, cross_attention_dim: int | None,
+                       encoder_hidden_states: torch.Tensor | None) -> None:
+    """Validate a latent against the patch size, and the text input against the model's conditioning."""
+    height, width = hidden_states.shape[-2:]
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"latent size {height}x{width} must be divisible by patch_size={patch_size}")
+    if (cross_attention_dim is None) != (encoder_hidden_states is None):
+        raise ValueError("encoder_hidden_states (B, text tokens, cross_attention_dim) must be given exactly "
+                         f"when the model is text-conditional (cross_attention_dim={cross_attention_dim})")

@@ -23,7 +23,7 @@ from torch import nn
 
 from genaccel.blocks.lamamba_block import LaMambaBlock
 
-from .conditioning import TimestepConditioning
+from .conditioning import TimestepConditioning, check_model_inputs
 
 
 def _to_map(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -106,11 +106,7 @@ class LaMambaDiTModel(ModelMixin, ConfigMixin):
                 ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
         batch, _, height, width = hidden_states.shape
         p = self.config.patch_size
-        if height % p or width % p:
-            raise ValueError(f"latent size {height}x{width} must be divisible by patch_size={p}")
-        if (self.config.cross_attention_dim is None) != (encoder_hidden_states is None):
-            raise ValueError("encoder_hidden_states (B, text tokens, cross_attention_dim) must be given exactly "
-                             f"when the model is text-conditional (cross_attention_dim={self.config.cross_attention_dim})")
+        check_model_inputs(hidden_states, p, self.config.cross_attention_dim, encoder_hidden_states)
         x = self.patch_embed(hidden_states)
         grid = tuple(x.shape[2:])
         x = _to_tokens(x)

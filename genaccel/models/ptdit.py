@@ -18,7 +18,7 @@ from torch import nn
 
 from genaccel.blocks.ptdit_block import PTDiTBlock
 
-from .conditioning import TimestepConditioning
+from .conditioning import TimestepConditioning, check_model_inputs
 
 
 class PTDiTTransformer2DModel(ModelMixin, ConfigMixin):
@@ -71,12 +71,8 @@ class PTDiTTransformer2DModel(ModelMixin, ConfigMixin):
                 ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
         batch, _, height, width = hidden_states.shape
         p = self.config.patch_size
-        if height % p or width % p:
-            raise ValueError(f"latent size {height}x{width} must be divisible by patch_size={p}")
+        check_model_inputs(hidden_states, p, self.config.cross_attention_dim, encoder_hidden_states)
         grid = (height // p, width // p)
-        if (self.caption_projection is None) != (encoder_hidden_states is None):
-            raise ValueError("encoder_hidden_states (B, text tokens, cross_attention_dim) must be given exactly "
-                             f"when the model is text-conditional (cross_attention_dim={self.config.cross_attention_dim})")
         x = self.pos_embed(hidden_states)
         cond = self.conditioning(timestep, class_labels, batch, x.dtype, x.device)
         text = None if encoder_hidden_states is None else self.caption_projection(encoder_hidden_states)

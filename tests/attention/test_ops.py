@@ -1,7 +1,6 @@
 """Exactness of the sparse ops: degenerate cases equal dense attention, backends equal the reference."""
 
 import math
-import warnings
 
 import pytest
 import torch
