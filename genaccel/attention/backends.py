@@ -107,7 +107,7 @@ def _far_bias(partition: WindowPartition, proxies: bool, prefix_len: int, dtype:
     """(1, 1, slots, far keys) bias in window order: log(count) on the proxies, -inf on a slot's own proxy."""
     if not proxies:
         return None
-    key = (id(partition), prefix_len, dtype)
+    key = (partition.key, prefix_len, dtype)
     bias = _FAR_BIASES.get(key)
     if bias is None:
         by_window = _bias(partition, True, prefix_len, torch.float64)[:, partition.window_size:]
@@ -257,10 +257,12 @@ def _flex(q, k, v, partition, proxies, prefix_kv, scale, position_bias=None):
             score = score + torch.where(kv_idx < slots, local_bias, 0.0)
         return score
 
-    key = (partition.grid, partition.window, id(partition), n_proxies, prefix_len, str(q.device))
+    key = (partition.key, n_proxies, prefix_len)
     block_mask = _BLOCK_MASKS.get(key)
     if block_mask is None:
         block_mask = create_block_mask(mask_mod, None, None, slots, keys.shape[2], device=q.device)
+        if len(_BLOCK_MASKS) > 64:
+            _BLOCK_MASKS.clear()
         _BLOCK_MASKS[key] = block_mask
     out = run(window_q, keys, values, score_mod=score_mod if proxies or position_bias is not None else None,
               block_mask=block_mask, scale=scale)
