@@ -7,8 +7,10 @@
 """
 
 from genaccel.speculative.drafter import Draft, Drafter, Prefill
+from genaccel.speculative.flash_drafter import FlashDrafter
+from genaccel.speculative.flash_head import FlashConfig, FlashHead
 from genaccel.speculative.generate import SpeculativeOutput, speculative_decoding, speculative_generate
 from genaccel.speculative.self_drafter import SelfDrafter
 
-__all__ = ["Draft", "Drafter", "Prefill", "SelfDrafter", "SpeculativeOutput", "speculative_decoding",
+__all__ = ["Draft", "Drafter", "FlashConfig", "FlashDrafter", "FlashHead", "Prefill", "SelfDrafter", "SpeculativeOutput", "speculative_decoding",
            "speculative_generate"]
