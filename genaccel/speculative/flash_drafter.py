@@ -79,7 +79,7 @@ class FlashDrafter(Drafter):
 
     def start(self, prefill: Prefill) -> None:
         super().start(prefill)
-        head_dtype = self.lm_head.weight.dtype
+        head_dtype = self.head.fuse.weight.dtype
         with torch.no_grad():
             visual = prefill.hidden_states[prefill.visual_mask][None].to(head_dtype)  # (1, Nv, D)
             self._pooled_visual = self.head.pool_visual(visual)
@@ -106,7 +106,7 @@ class FlashDrafter(Drafter):
         if self._hidden.shape[1] != input_ids.shape[1] - 1:
             raise RuntimeError("FlashDrafter is out of sync with the target (start/observe not called in order)")
         slots = self.head(self._pooled_visual, *self.context(input_ids, self._hidden))
-        logits = self.lm_head(slots[:, :num_tokens])  # (1, k, V)
+        logits = self.lm_head(slots[:, :num_tokens].to(self.lm_head.weight.dtype))  # (1, k, V)
         tokens, probs, prefix = [], [], input_ids
         for position in range(logits.shape[1]):
             token, q = chooser.choose(prefix, logits[:, position])
