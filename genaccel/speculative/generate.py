@@ -50,12 +50,12 @@ def _check_supported(model: PreTrainedModel, input_ids: torch.Tensor, generation
     if not isinstance(drafter, Drafter):
         raise TypeError(f"speculative decoding needs `drafter=` a genaccel Drafter (SelfDrafter, FlashDrafter), "
                         f"got {type(drafter).__name__}")
-    if input_ids.shape[0] != 1:
-        raise ValueError(f"speculative decoding supports batch size 1 only, got batch size {input_ids.shape[0]}; "
-                         "call it once per prompt.")
     if generation_config.num_beams != 1 or generation_config.num_return_sequences != 1:
         raise ValueError("speculative decoding supports num_beams=1 and num_return_sequences=1 only, got "
                          f"{generation_config.num_beams} and {generation_config.num_return_sequences}")
+    if input_ids.shape[0] != 1:
+        raise ValueError(f"speculative decoding supports batch size 1 only, got batch size {input_ids.shape[0]}; "
+                         "call it once per prompt.")
     if model.config.is_encoder_decoder:
         raise ValueError(f"speculative decoding supports decoder-only targets, {type(model).__name__} is encoder-decoder")
     cache = model_kwargs.get("past_key_values")

@@ -74,3 +74,28 @@ def qwen2_vl_inputs(seed: int = 0) -> dict:
 
 TARGETS = {"llava": (tiny_llava, llava_inputs), "qwen2_vl": (tiny_qwen2_vl, qwen2_vl_inputs),
            "llama": (tiny_llama, text_inputs)}
+
+
+def save_tiny_captioner(folder) -> None:
+    """A tiny random LLaVA with the caption-task tokenizer and a processor, saved like a hub model."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    from genaccel.data.captions import build_caption_tokenizer
+
+    tokenizer = build_caption_tokenizer()
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
+        tokenizer=tokenizer, patch_size=4, vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    torch.manual_seed(0)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=1, num_attention_heads=4),
+        text_config=LlamaConfig(**{**_text(), "vocab_size": len(tokenizer), "eos_token_id": tokenizer.eos_token_id}),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+    )
+    model = LlavaForConditionalGeneration(config).eval()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+CAPTION_PROMPT = "<s> <image> user : describe the image . assistant :"
