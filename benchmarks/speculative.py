@@ -1,15 +1,26 @@
-"""The small captioning target and assistant that benchmarks/speculative.py measures.
+"""Speculative captioning benchmark: vanilla, assisted, prompt lookup, SelfDrafter, FlashDrafter.
 
-No hub weights may be downloaded here, so the benchmark trains its own LLaVA-architecture target
-(CLIP vision tower + Llama text model) on the shapes-and-colours captioning task of
-`genaccel.data.captions`, on CPU with one thread, plus a smaller LLaVA used as the assistant model
-of transformers' assisted generation. Both are saved with their processor under --out.
+No hub weights may be downloaded here, so the benchmark builds everything it measures, in stages
+(each writes under --out, git-ignored):
+
+  train-target   a LLaVA-architecture target (CLIP vision tower + Llama text model) trained on the
+                 shapes-and-colours captioning task of `genaccel.data.captions`, and a smaller LLaVA
+                 used as the assistant model of transformers' assisted generation (CPU, one thread)
+  train-drafter  writes training images and runs `genaccel train-drafter` (self-distillation) for
+                 the FLASH head
+  measure        times every method on the same held-out images in one process, checks that every
+                 output equals vanilla greedy decoding, and writes BENCHMARKS.md section "speculative"
+
+Acceptance length = tokens emitted per target forward, including the bonus token (vanilla = 1.0),
+counted with a forward hook on the target, the same way for every method.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +30,8 @@ from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, 
                           LlavaForConditionalGeneration, LlavaProcessor)
 
 from genaccel.data.captions import PROMPT, build_caption_tokenizer, make_sample
+from genaccel.eval.markdown import git_commit, markdown_table, update_section
+from genaccel.eval.timing import time_callable
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 4
@@ -74,7 +87,7 @@ def training_batch(processor: LlavaProcessor, seeds: list[int]) -> dict[str, tor
     return batch
 
 
-def train(out: Path, minutes: float, batch_size: int, seed_offset: int = 1000) -> None:
+def train_target(out: Path, minutes: float, batch_size: int, seed_offset: int = 1000) -> None:
     torch.set_num_threads(1)
     processor = build_processor()
     models = {"target": build_llava(processor, hidden_size=256, num_layers=4, seed=0),
@@ -108,13 +121,119 @@ def train(out: Path, minutes: float, batch_size: int, seed_offset: int = 1000) -
     (out / "train_log.json").write_text(json.dumps({"steps": step, "batch_size": batch_size, "log": log}, indent=1))
 
 
+TRAIN_IMAGE_SEEDS = range(100_000, 101_200)  # disjoint from the target's training seeds (1000 + ...)
+EVAL_IMAGE_SEEDS = range(900_000, 900_008)
+
+
+def train_drafter(out: Path, steps: int) -> None:
+    """Training images on disk, then the `genaccel train-drafter` command on the trained target."""
+    from genaccel.cli import main as genaccel_main
+
+    torch.set_num_threads(1)
+    images = out / "train_images"
+    images.mkdir(parents=True, exist_ok=True)
+    for seed in TRAIN_IMAGE_SEEDS:
+        path = images / f"{seed}.png"
+        if not path.exists():
+            make_sample(seed, IMAGE_SIZE).image.save(path)
+    argv = ["train-drafter", "--model", str(out / "target"), "--images", str(images), "--prompt", chat_prompt(),
+            "--output", str(out / "flash"), "--num-queries", "16", "--draft-len", "5", "--context-window", "16",
+            "--max-new-tokens", "64", "--steps", str(steps), "--batch-size", "128", "--lr", "2e-3",
+            "--save-every", "250", "--device", "cpu"]
+    if (out / "flash" / "distillation.safetensors").exists():
+        argv.append("--resume")
+    raise SystemExit(genaccel_main(argv))
+
+
+class ForwardCounter:
+    """Counts forward calls of one model instance (a hook on the instance, removed in `close`)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.count = 0
+        self._handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def measure(out: Path, max_new_tokens: int, runs: int, command: str) -> None:
+    from genaccel.speculative import FlashDrafter, SelfDrafter, speculative_generate
+    from genaccel.speculative.loading import image_inputs, load_target
+
+    torch.set_num_threads(1)
+    model, processor = load_target(str(out / "target"))
+    assistant, _ = load_target(str(out / "assistant"))
+    prompts = [image_inputs(processor, make_sample(seed, IMAGE_SIZE).image, chat_prompt(), model)
+               for seed in EVAL_IMAGE_SEEDS]
+    flash = FlashDrafter.from_pretrained(out / "flash", model)
+    self_drafter = SelfDrafter.from_target(model, num_layers=1, visual_tokens=16, draft_len=5)
+    greedy = {"max_new_tokens": max_new_tokens, "do_sample": False}
+    methods = {
+        "vanilla generate": lambda inputs: model.generate(**inputs, **greedy),
+        "assisted generation (assistant: 1-layer LLaVA)": lambda inputs: model.generate(
+            **inputs, **greedy, assistant_model=assistant),
+        "prompt lookup (3 tokens)": lambda inputs: model.generate(**inputs, **greedy, prompt_lookup_num_tokens=3),
+        "SelfDrafter (1 of 4 layers, 16 visual tokens)": lambda inputs: speculative_generate(
+            model, self_drafter, **inputs, **greedy).sequences,
+        "FlashDrafter (16 queries, k=5)": lambda inputs: speculative_generate(
+            model, flash, **inputs, **greedy).sequences,
+    }
+    reference = [methods["vanilla generate"](inputs) for inputs in prompts]
+    new_tokens = sum(r.shape[1] - p["input_ids"].shape[1] for r, p in zip(reference, prompts))
+    rows, results = [], {}
+    for name, generate in methods.items():
+        counter = ForwardCounter(model)
+        outputs = [generate(inputs) for inputs in prompts]
+        forwards = counter.count
+        counter.close()
+        identical = all(torch.equal(a, b) for a, b in zip(outputs, reference))
+        timing = time_callable(lambda: [generate(inputs) for inputs in prompts], warmup=1, runs=runs)
+        results[name] = {"seconds": timing.median_s, "target_forwards": forwards, "identical": identical}
+        print(f"{name}: {timing.median_s:.3f} s, {new_tokens / forwards:.2f} tokens/forward, identical={identical}",
+              file=sys.stderr)
+    vanilla_s = results["vanilla generate"]["seconds"]
+    assisted_s = results["assisted generation (assistant: 1-layer LLaVA)"]["seconds"]
+    for name, result in results.items():
+        rows.append([name, f"{new_tokens / result['seconds']:.1f}", f"{new_tokens / result['target_forwards']:.2f}",
+                     f"{vanilla_s / result['seconds']:.2f}x", f"{assisted_s / result['seconds']:.2f}x",
+                     "yes" if result["identical"] else "NO"])
+    table = markdown_table(["method", "tokens/s", "acceptance length", "speedup vs vanilla",
+                            "vs assisted", "output identical to vanilla"], rows)
+    train_log = json.loads((out / "train_log.json").read_text())
+    body = (
+        f"Device: CPU ({platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread); "
+        f"GPU: not measured. Commit: `{git_commit()}`. Command: `{command}`.\n\n"
+        f"Task: greedy captioning of {len(prompts)} held-out images of `genaccel.data.captions` "
+        f"(max_new_tokens={max_new_tokens}, {new_tokens} new tokens in all) by a LLaVA-architecture target "
+        f"trained here (CLIP vision tower, 64 visual tokens; Llama text model, 4 layers, hidden 256; "
+        f"{train_log['steps']} steps of batch {train_log['batch_size']} on CPU). Each time is the median of "
+        f"{runs} runs over all images after a warm-up, all methods in the same process. Acceptance length = "
+        "tokens emitted per target forward, including the bonus token (vanilla = 1.00), counted with a forward "
+        "hook on the target.\n\n" + table
+    )
+    update_section(Path("BENCHMARKS.md"), "speculative", body)
+    print(body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["train-target", "train-drafter", "measure"])
     parser.add_argument("--out", type=Path, default=Path("outputs/speculative"))
-    parser.add_argument("--minutes", type=float, default=18.0)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--minutes", type=float, default=20.0, help="train-target: wall-clock budget")
+    parser.add_argument("--batch-size", type=int, default=16, help="train-target: batch size")
+    parser.add_argument("--steps", type=int, default=1500, help="train-drafter: optimisation steps")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="measure: caption length limit")
+    parser.add_argument("--runs", type=int, default=5, help="measure: timed runs (median)")
     args = parser.parse_args()
-    train(args.out, args.minutes, args.batch_size)
+    if args.stage == "train-target":
+        train_target(args.out, args.minutes, args.batch_size)
+    elif args.stage == "train-drafter":
+        train_drafter(args.out, args.steps)
+    else:
+        measure(args.out, args.max_new_tokens, args.runs, "python " + " ".join(sys.argv))
 
 
 if __name__ == "__main__":
