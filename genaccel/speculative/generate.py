@@ -56,6 +56,11 @@ def _check_supported(model: PreTrainedModel, input_ids: torch.Tensor, generation
     if input_ids.shape[0] != 1:
         raise ValueError(f"speculative decoding supports batch size 1 only, got batch size {input_ids.shape[0]}; "
                          "call it once per prompt.")
+    requested = [name for name in ("output_scores", "output_logits", "output_attentions", "output_hidden_states")
+                 if getattr(generation_config, name, False)]
+    if requested:
+        raise ValueError(f"speculative decoding returns sequences and acceptance statistics only; "
+                         f"{', '.join(requested)} is not supported")
     if model.config.is_encoder_decoder:
         raise ValueError(f"speculative decoding supports decoder-only targets, {type(model).__name__} is encoder-decoder")
     cache = model_kwargs.get("past_key_values")

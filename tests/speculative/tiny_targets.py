@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 from transformers import (CLIPVisionConfig, LlamaConfig, LlamaForCausalLM, LlavaConfig,
-                          LlavaForConditionalGeneration, Qwen2VLConfig, Qwen2VLForConditionalGeneration)
+                          LlavaForConditionalGeneration, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                          Qwen2VLConfig, Qwen2VLForConditionalGeneration)
 
 VOCAB = 96
 IMAGE_TOKEN = 90
@@ -46,6 +47,20 @@ def tiny_qwen2_vl(seed: int = 0, eos: int | None = None) -> Qwen2VLForConditiona
     return Qwen2VLForConditionalGeneration(config).eval()
 
 
+def tiny_qwen2_5_vl(seed: int = 0, eos: int | None = None) -> Qwen2_5_VLForConditionalGeneration:
+    torch.manual_seed(seed)
+    text = _text(eos=eos)
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}
+    config = Qwen2_5_VLConfig(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=2,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3, out_hidden_size=32,
+                           fullatt_block_indexes=[0], window_size=4),
+        text_config=text, image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN,
+        vision_start_token_id=VISION_START, vision_end_token_id=VISION_END,
+    )
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
 def text_inputs(seed: int = 0, length: int = 9) -> dict:
     generator = torch.Generator().manual_seed(seed)
     return {"input_ids": torch.randint(3, 80, (1, length), generator=generator)}
@@ -73,6 +88,7 @@ def qwen2_vl_inputs(seed: int = 0) -> dict:
 
 
 TARGETS = {"llava": (tiny_llava, llava_inputs), "qwen2_vl": (tiny_qwen2_vl, qwen2_vl_inputs),
+           "qwen2_5_vl": (tiny_qwen2_5_vl, qwen2_vl_inputs),
            "llama": (tiny_llama, text_inputs)}
 
 
