@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -183,17 +184,23 @@ def measure(out: Path, max_new_tokens: int, runs: int, command: str) -> None:
     }
     reference = [methods["vanilla generate"](inputs) for inputs in prompts]
     new_tokens = sum(r.shape[1] - p["input_ids"].shape[1] for r, p in zip(reference, prompts))
-    rows, results = [], {}
+    results, passes = {}, {name: [] for name in methods}
     for name, generate in methods.items():
         counter = ForwardCounter(model)
-        outputs = [generate(inputs) for inputs in prompts]
-        forwards = counter.count
+        outputs = [generate(inputs) for inputs in prompts]  # also the warm-up
         counter.close()
-        identical = all(torch.equal(a, b) for a, b in zip(outputs, reference))
-        timing = time_callable(lambda: [generate(inputs) for inputs in prompts], warmup=1, runs=runs)
-        results[name] = {"seconds": timing.median_s, "target_forwards": forwards, "identical": identical}
-        print(f"{name}: {timing.median_s:.3f} s, {new_tokens / forwards:.2f} tokens/forward, identical={identical}",
-              file=sys.stderr)
+        results[name] = {"target_forwards": counter.count,
+                         "identical": all(torch.equal(a, b) for a, b in zip(outputs, reference))}
+    # Methods are interleaved run by run, so load from other processes affects all of them alike.
+    for _ in range(runs):
+        for name, generate in methods.items():
+            timing = time_callable(lambda: [generate(inputs) for inputs in prompts], warmup=0, runs=1)
+            passes[name].append(timing.median_s)
+    rows = []
+    for name, result in results.items():
+        result["seconds"] = statistics.median(passes[name])
+        print(f"{name}: {result['seconds']:.3f} s, {new_tokens / result['target_forwards']:.2f} tokens/forward, "
+              f"identical={result['identical']}", file=sys.stderr)
     vanilla_s = results["vanilla generate"]["seconds"]
     assisted_s = results["assisted generation (assistant: 1-layer LLaVA)"]["seconds"]
     for name, result in results.items():
@@ -210,7 +217,8 @@ def measure(out: Path, max_new_tokens: int, runs: int, command: str) -> None:
         f"(max_new_tokens={max_new_tokens}, {new_tokens} new tokens in all) by a LLaVA-architecture target "
         f"trained here (CLIP vision tower, 64 visual tokens; Llama text model, 4 layers, hidden 256; "
         f"{train_log['steps']} steps of batch {train_log['batch_size']} on CPU). Each time is the median of "
-        f"{runs} runs over all images after a warm-up, all methods in the same process. Acceptance length = "
+        f"{runs} runs over all images after a warm-up, all methods in the same process, interleaved run by run. "
+        "Acceptance length = "
         "tokens emitted per target forward, including the bonus token (vanilla = 1.00), counted with a forward "
         "hook on the target.\n\n" + table
     )
@@ -226,7 +234,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="train-target: batch size")
     parser.add_argument("--steps", type=int, default=1500, help="train-drafter: optimisation steps")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="measure: caption length limit")
-    parser.add_argument("--runs", type=int, default=5, help="measure: timed runs (median)")
+    parser.add_argument("--runs", type=int, default=7, help="measure: timed runs (median)")
     args = parser.parse_args()
     if args.stage == "train-target":
         train_target(args.out, args.minutes, args.batch_size)

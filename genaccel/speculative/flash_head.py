@@ -99,17 +99,14 @@ class FlashHead(nn.Module):
         fused = self.fuse(torch.cat([context_hidden, context_embeds], dim=-1))
         context = fused + self.context_positions[-window:]
         slots = fused[:, -1:] + self.slot_embeddings  # (B, k, D)
-        x = torch.cat([context, slots], dim=1)  # (B, W + k, D)
+        normed = self.attention_norm(torch.cat([context, slots], dim=1))  # (B, W + k, D)
+        memory = torch.cat([pooled_visual.to(normed.dtype), normed], dim=1)  # (B, Q + W + k, D)
+        # Only the slots are queries: context positions serve as keys/values (their outputs would be unused).
         num_visual = pooled_visual.shape[1]
-        queries_valid = torch.cat([context_valid, context_valid.new_ones(batch, draft_len)], dim=1)
-        causal = torch.ones(window + draft_len, window + draft_len, dtype=torch.bool,
-                            device=x.device).tril()
-        mask = causal[None] & queries_valid[:, None, :]  # (B, W + k, W + k)
-        mask = torch.cat([mask.new_ones(batch, window + draft_len, num_visual), mask], dim=2)
-        eye = torch.eye(window + draft_len, dtype=torch.bool, device=x.device)
-        mask[:, :, num_visual:] |= eye  # padded rows attend at least to themselves
-        memory_norm = self.attention_norm(x)
-        memory = torch.cat([pooled_visual.to(x.dtype), memory_norm], dim=1)
-        x = x + self.attention(memory_norm, memory, mask[:, None])
-        x = x + self.mlp(self.mlp_norm(x))
-        return self.final_norm(x[:, -draft_len:])
+        causal = torch.ones(draft_len, draft_len, dtype=torch.bool, device=slots.device).tril()
+        mask = torch.cat([torch.ones(batch, draft_len, num_visual, dtype=torch.bool, device=slots.device),
+                          context_valid[:, None, :].expand(batch, draft_len, window),
+                          causal.expand(batch, draft_len, draft_len)], dim=2)  # (B, k, Q + W + k)
+        slots = slots + self.attention(normed[:, -draft_len:], memory, mask[:, None])
+        slots = slots + self.mlp(self.mlp_norm(slots))
+        return self.final_norm(slots)

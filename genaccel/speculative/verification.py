@@ -50,6 +50,11 @@ def verify(chooser: TokenChooser, input_ids: torch.Tensor, draft_tokens: torch.T
     after input_ids and after each draft token.
     """
     num_draft = draft_tokens.shape[1]
+    if not chooser.do_sample and len(chooser.logits_processor) == 0:  # plain argmax: all positions at once
+        target_tokens = target_logits.argmax(dim=-1)  # (1, k + 1)
+        mismatches = (target_tokens[:, :num_draft] != draft_tokens).flatten().nonzero()
+        accepted = int(mismatches[0]) if mismatches.numel() else num_draft
+        return torch.cat([draft_tokens[:, :accepted], target_tokens[:, accepted:accepted + 1]], dim=1)
     candidate_ids = torch.cat([input_ids, draft_tokens], dim=1)
     prefix_length = input_ids.shape[1]
     for position in range(num_draft + 1):
