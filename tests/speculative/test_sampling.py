@@ -63,7 +63,7 @@ def test_sampled_tokens_follow_the_target_distribution():
                 expected[(t1, t2)] = (first_probs[t1] * second[t2]).item()
     drafter = SelfDrafter.from_target(model, num_layers=1, draft_len=1, adaptive=False)
     torch.manual_seed(0)
-    samples = 1000
+    samples = 800
     observed = dict.fromkeys(expected, 0)
     for _ in range(samples):
         # 3 new tokens: t1 from the prefill, t2 drafted and verified, t3 the bonus token
@@ -76,3 +76,20 @@ def test_sampled_tokens_follow_the_target_distribution():
     keys = sorted(expected)
     result = chisquare([observed[k] for k in keys], [expected[k] * samples for k in keys])
     assert result.pvalue > 1e-3, result
+
+
+def test_sampling_with_top_k_1_reproduces_greedy_for_every_drafter():
+    """top_k=1 makes p one-hot: rejection sampling must then emit exactly the greedy tokens."""
+    from genaccel.speculative import FlashDrafter
+
+    from tiny_targets import llava_inputs, tiny_llava
+
+    model = tiny_llava()
+    inputs = llava_inputs(3)
+    greedy = model.generate(**inputs, max_new_tokens=20, do_sample=False)
+    torch.manual_seed(0)
+    for drafter in (SelfDrafter.from_target(model, num_layers=2, visual_tokens=4),
+                    FlashDrafter.from_target(model, num_queries=4, draft_len=4, context_window=4)):
+        out = speculative_generate(model, drafter, **inputs, max_new_tokens=20, do_sample=True, top_k=1,
+                                   temperature=0.7)
+        assert torch.equal(out.sequences, greedy)
