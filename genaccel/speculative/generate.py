@@ -20,7 +20,7 @@ import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
 
 from genaccel.speculative.drafter import Draft, Drafter, Prefill
-from genaccel.speculative.target import visual_mask
+from genaccel.speculative.target import LastHiddenStateRecorder, text_decoder, visual_mask
 from genaccel.speculative.verification import TokenChooser, verify
 
 
@@ -99,44 +99,52 @@ def speculative_decoding(
     finished = bool(stopping_criteria(input_ids, None).any())
     del outputs
 
-    while not finished:
-        budget = generation_config.max_length - input_ids.shape[1]  # tokens still allowed
-        num_draft = max(0, min(drafter.draft_length.current, budget - 1))
-        if num_draft > 0:
-            draft = drafter.propose(input_ids, num_draft, chooser)
-        else:
-            draft = Draft(tokens=input_ids.new_zeros((1, 0)), probs=None)
-        num_draft = draft.tokens.shape[1]
-        candidate_ids = torch.cat([input_ids, draft.tokens.to(input_ids)], dim=1)
-        candidate_kwargs = (model._update_model_kwargs_for_generation({}, dict(model_kwargs), num_new_tokens=num_draft)
-                            if num_draft else model_kwargs)
-        model_inputs = model.prepare_inputs_for_generation(candidate_ids, next_sequence_length=num_draft + 1,
-                                                           **candidate_kwargs)
-        if "logits_to_keep" in model_inputs:
-            model_inputs["logits_to_keep"] = num_draft + 1
-        outputs = model(**model_inputs, output_hidden_states=drafter.needs_hidden_states, return_dict=True)
-        num_forwards += 1
+    # The drafter reads the target's last hidden states from a hook on the text decoder instance
+    # (cheaper than output_hidden_states=True, which keeps every layer); removed when decoding ends.
+    recorder = LastHiddenStateRecorder(text_decoder(model)) if drafter.needs_hidden_states else None
+    try:
+        while not finished:
+            budget = generation_config.max_length - input_ids.shape[1]  # tokens still allowed
+            num_draft = max(0, min(drafter.draft_length.current, budget - 1))
+            if num_draft > 0:
+                draft = drafter.propose(input_ids, num_draft, chooser)
+            else:
+                draft = Draft(tokens=input_ids.new_zeros((1, 0)), probs=None)
+            num_draft = draft.tokens.shape[1]
+            candidate_ids = torch.cat([input_ids, draft.tokens.to(input_ids)], dim=1)
+            # attention mask / position ids extended over the drafts (the update never touches the cache)
+            candidate_kwargs = model._update_model_kwargs_for_generation({}, dict(model_kwargs),
+                                                                         num_new_tokens=num_draft)
+            model_inputs = model.prepare_inputs_for_generation(candidate_ids, next_sequence_length=num_draft + 1,
+                                                               **candidate_kwargs)
+            if "logits_to_keep" in model_inputs:
+                model_inputs["logits_to_keep"] = num_draft + 1
+            outputs = model(**model_inputs, return_dict=True)
+            num_forwards += 1
 
-        emitted = verify(chooser, input_ids, draft.tokens.to(input_ids), draft.probs,
-                         outputs.logits[:, -(num_draft + 1):])
-        num_drafted += num_draft
-        num_accepted += emitted.shape[1] - 1
-        kept = 0
-        for token in emitted[0]:
-            input_ids = torch.cat([input_ids, token.view(1, 1)], dim=1)
-            kept += 1
-            if stopping_criteria(input_ids, None).any():
-                finished = True
-                break
-        # The cache now holds every candidate; keep the positions whose tokens were emitted, except
-        # the newest token, which the next forward feeds (as after any decoding step).
-        cache.crop(-(num_draft + 1 - kept))
-        model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, num_new_tokens=kept)
-        if not finished:
-            hidden = outputs.hidden_states[-1][:, :kept] if drafter.needs_hidden_states else None
-            drafter.observe(input_ids, hidden)
-            drafter.draft_length.update(num_draft, emitted.shape[1] - 1)
-        del outputs
+            emitted = verify(chooser, input_ids, draft.tokens.to(input_ids), draft.probs,
+                             outputs.logits[:, -(num_draft + 1):])
+            num_drafted += num_draft
+            num_accepted += emitted.shape[1] - 1
+            kept = 0
+            for token in emitted[0]:
+                input_ids = torch.cat([input_ids, token.view(1, 1)], dim=1)
+                kept += 1
+                if stopping_criteria(input_ids, None).any():
+                    finished = True
+                    break
+            # The cache now holds every candidate; keep the positions whose tokens were emitted, except
+            # the newest token, which the next forward feeds (as after any decoding step).
+            cache.crop(-(num_draft + 1 - kept))
+            model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, num_new_tokens=kept)
+            if not finished:
+                hidden = recorder.value[:, :kept] if recorder is not None else None
+                drafter.observe(input_ids, hidden)
+                drafter.draft_length.update(num_draft, emitted.shape[1] - 1)
+            del outputs
+    finally:
+        if recorder is not None:
+            recorder.close()
 
     return SpeculativeOutput(sequences=input_ids, num_new_tokens=input_ids.shape[1] - prompt_length,
                              num_target_forwards=num_forwards, num_drafted=num_drafted, num_accepted=num_accepted)

@@ -27,7 +27,9 @@ def truncated_decoder(decoder: nn.Module, num_layers: int) -> nn.Module:
     if not 1 <= num_layers <= total:
         raise ValueError(f"num_layers must be in 1..{total} for this target, got {num_layers}")
     view = copy.copy(decoder)
-    view._modules = dict(decoder._modules)
+    for name, value in vars(decoder).items():  # own module/parameter/hook dicts: hooks on the target stay its own
+        if isinstance(value, dict):
+            setattr(view, name, type(value)(value))
     view.layers = nn.ModuleList(list(decoder.layers)[:num_layers])
     config = copy.deepcopy(decoder.config)
     config.num_hidden_layers = num_layers

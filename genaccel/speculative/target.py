@@ -76,3 +76,17 @@ def visual_mask(model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor
     if not ids:
         return torch.zeros_like(input_ids, dtype=torch.bool)
     return torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))
+
+
+class LastHiddenStateRecorder:
+    """Keeps the last_hidden_state of each forward of one decoder instance (a hook removed by close)."""
+
+    def __init__(self, decoder: nn.Module):
+        self.value: torch.Tensor | None = None
+        self._handle = decoder.register_forward_hook(self._record)
+
+    def _record(self, module: nn.Module, args, output) -> None:
+        self.value = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+    def close(self) -> None:
+        self._handle.remove()
