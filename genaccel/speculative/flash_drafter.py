@@ -107,6 +107,8 @@ class FlashDrafter(Drafter):
             raise RuntimeError("FlashDrafter is out of sync with the target (start/observe not called in order)")
         slots = self.head(self._pooled_visual, *self.context(input_ids, self._hidden))
         logits = self.lm_head(slots[:, :num_tokens].to(self.lm_head.weight.dtype))  # (1, k, V)
+        if not chooser.do_sample and len(chooser.logits_processor) == 0:  # plain argmax: all slots at once
+            return Draft(tokens=logits.argmax(dim=-1), probs=None)
         tokens, probs, prefix = [], [], input_ids
         for position in range(logits.shape[1]):
             token, q = chooser.choose(prefix, logits[:, position])
