@@ -63,6 +63,8 @@ def _check_supported(model: PreTrainedModel, input_ids: torch.Tensor, generation
                          f"{', '.join(requested)} is not supported")
     if model.config.is_encoder_decoder:
         raise ValueError(f"speculative decoding supports decoder-only targets, {type(model).__name__} is encoder-decoder")
+    if model_kwargs.get("inputs_embeds") is not None:
+        raise ValueError("speculative decoding needs input_ids (drafters read token ids); got inputs_embeds")
     cache = model_kwargs.get("past_key_values")
     if not isinstance(cache, DynamicCache):
         raise ValueError(f"speculative decoding needs a DynamicCache (it is cropped on rejection), got {type(cache).__name__}; "

@@ -53,6 +53,13 @@ def test_batch_size_above_one_is_a_clear_error():
         speculative_generate(model, SelfDrafter.from_target(model), **inputs, max_new_tokens=4, do_sample=False)
 
 
+def test_inputs_embeds_without_ids_is_rejected():
+    model = tiny_llama()
+    embeds = model.get_input_embeddings()(text_inputs()["input_ids"])
+    with pytest.raises(ValueError, match="input_ids"):
+        speculative_generate(model, SelfDrafter.from_target(model), inputs_embeds=embeds, max_new_tokens=4)
+
+
 def test_beam_search_is_rejected():
     model = tiny_llama()
     with pytest.raises(ValueError, match="num_beams"):
