@@ -1,0 +1,165 @@
+"""Speculative decoding through `model.generate(custom_generate=...)`.
+
+`speculative_decoding` is a decoding method with the signature transformers 5.x calls for a
+callable `custom_generate`: `generate` prepares the GenerationConfig, the logits processors and
+stopping criteria, the DynamicCache, attention mask and (multimodal) position ids exactly as for
+its own decoding, then hands them here. So the processors that shape p are transformers' own,
+built from the same config, and stopping (EOS, max_length, stop strings) is decided by the same
+criteria, token by token.
+
+Acceptance length = tokens emitted per target forward, including the bonus token; the prefill
+forward (which emits the first token) counts, so vanilla decoding is exactly 1.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import DynamicCache, GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
+
+from genaccel.speculative.drafter import Draft, Drafter, Prefill
+from genaccel.speculative.target import LastHiddenStateRecorder, text_decoder, visual_mask
+from genaccel.speculative.verification import TokenChooser, verify
+
+
+@dataclass
+class SpeculativeOutput:
+    """Result of speculative decoding; `sequences` is what `model.generate` returns."""
+
+    sequences: torch.LongTensor  # (1, prompt + new tokens)
+    num_new_tokens: int
+    num_target_forwards: int
+    num_drafted: int  # draft tokens sent to verification
+    num_accepted: int  # draft tokens the target accepted
+
+    @property
+    def acceptance_length(self) -> float:
+        """Tokens emitted per target forward, including the bonus token (vanilla = 1.0)."""
+        return self.num_new_tokens / max(self.num_target_forwards, 1)
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Share of draft tokens accepted."""
+        return self.num_accepted / self.num_drafted if self.num_drafted else 0.0
+
+
+def _check_supported(model: PreTrainedModel, input_ids: torch.Tensor, generation_config: GenerationConfig,
+                     drafter: Drafter | None, model_kwargs: dict[str, Any]) -> None:
+    if not isinstance(drafter, Drafter):
+        raise TypeError(f"speculative decoding needs `drafter=` a genaccel Drafter (SelfDrafter, FlashDrafter), "
+                        f"got {type(drafter).__name__}")
+    if generation_config.num_beams != 1 or generation_config.num_return_sequences != 1:
+        raise ValueError("speculative decoding supports num_beams=1 and num_return_sequences=1 only, got "
+                         f"{generation_config.num_beams} and {generation_config.num_return_sequences}")
+    if input_ids.shape[0] != 1:
+        raise ValueError(f"speculative decoding supports batch size 1 only, got batch size {input_ids.shape[0]}; "
+                         "call it once per prompt.")
+    requested = [name for name in ("output_scores", "output_logits", "output_attentions", "output_hidden_states")
+                 if getattr(generation_config, name, False)]
+    if requested:
+        raise ValueError(f"speculative decoding returns sequences and acceptance statistics only; "
+                         f"{', '.join(requested)} is not supported")
+    if model.config.is_encoder_decoder:
+        raise ValueError(f"speculative decoding supports decoder-only targets, {type(model).__name__} is encoder-decoder")
+    if model_kwargs.get("inputs_embeds") is not None:
+        raise ValueError("speculative decoding needs input_ids (drafters read token ids); got inputs_embeds")
+    cache = model_kwargs.get("past_key_values")
+    if not isinstance(cache, DynamicCache):
+        raise ValueError(f"speculative decoding needs a DynamicCache (it is cropped on rejection), got {type(cache).__name__}; "
+                         "leave cache_implementation unset.")
+    if cache.get_seq_length() != 0:
+        raise ValueError("speculative decoding starts from an empty cache; do not pass a filled past_key_values")
+    drafter.check_target(model)
+
+
+def speculative_decoding(
+    model: PreTrainedModel,
+    input_ids: torch.LongTensor,
+    logits_processor: LogitsProcessorList,
+    stopping_criteria: StoppingCriteriaList,
+    generation_config: GenerationConfig,
+    drafter: Drafter | None = None,
+    **model_kwargs: Any,
+) -> SpeculativeOutput:
+    """Decoding method for `model.generate(custom_generate=speculative_decoding, drafter=...)`."""
+    _check_supported(model, input_ids, generation_config, drafter, model_kwargs)
+    chooser = TokenChooser(logits_processor, generation_config.do_sample)
+    cache = model_kwargs["past_key_values"]
+    prompt_length = input_ids.shape[1]
+
+    # Prefill: one target forward over the prompt, emitting the first token.
+    model_inputs = model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **model_kwargs)
+    outputs = model(**model_inputs, output_hidden_states=True, return_dict=True)
+    model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, num_new_tokens=1)
+    drafter.start(Prefill(input_ids=input_ids, input_embeds=outputs.hidden_states[0],
+                          hidden_states=outputs.hidden_states[-1], visual_mask=visual_mask(model, input_ids)))
+    first_token, _ = chooser.choose(input_ids, outputs.logits[:, -1])
+    input_ids = torch.cat([input_ids, first_token[:, None]], dim=1)
+    num_forwards, num_drafted, num_accepted = 1, 0, 0
+    finished = bool(stopping_criteria(input_ids, None).any())
+    del outputs
+
+    # The drafter reads the target's last hidden states from a hook on the text decoder instance
+    # (cheaper than output_hidden_states=True, which keeps every layer); removed when decoding ends.
+    recorder = LastHiddenStateRecorder(text_decoder(model)) if drafter.needs_hidden_states else None
+    try:
+        while not finished:
+            budget = generation_config.max_length - input_ids.shape[1]  # tokens still allowed
+            num_draft = max(0, min(drafter.draft_length.current, budget - 1))
+            if num_draft > 0:
+                draft = drafter.propose(input_ids, num_draft, chooser)
+            else:
+                draft = Draft(tokens=input_ids.new_zeros((1, 0)), probs=None)
+            num_draft = draft.tokens.shape[1]
+            candidate_ids = torch.cat([input_ids, draft.tokens.to(input_ids)], dim=1)
+            # attention mask / position ids extended over the drafts (the update never touches the cache)
+            candidate_kwargs = model._update_model_kwargs_for_generation({}, dict(model_kwargs),
+                                                                         num_new_tokens=num_draft)
+            model_inputs = model.prepare_inputs_for_generation(candidate_ids, next_sequence_length=num_draft + 1,
+                                                               **candidate_kwargs)
+            if "logits_to_keep" in model_inputs:
+                model_inputs["logits_to_keep"] = num_draft + 1
+            outputs = model(**model_inputs, return_dict=True)
+            num_forwards += 1
+
+            emitted = verify(chooser, input_ids, draft.tokens.to(input_ids), draft.probs,
+                             outputs.logits[:, -(num_draft + 1):])
+            num_drafted += num_draft
+            num_accepted += emitted.shape[1] - 1
+            kept = 0
+            for token in emitted[0]:
+                input_ids = torch.cat([input_ids, token.view(1, 1)], dim=1)
+                kept += 1
+                if stopping_criteria(input_ids, None).any():
+                    finished = True
+                    break
+            # The cache now holds every candidate; keep the positions whose tokens were emitted, except
+            # the newest token, which the next forward feeds (as after any decoding step).
+            cache.crop(-(num_draft + 1 - kept))
+            model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, num_new_tokens=kept)
+            if not finished:
+                hidden = recorder.value[:, :kept] if recorder is not None else None
+                drafter.observe(input_ids, hidden)
+                drafter.draft_length.update(num_draft, emitted.shape[1] - 1)
+            del outputs
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+    return SpeculativeOutput(sequences=input_ids, num_new_tokens=input_ids.shape[1] - prompt_length,
+                             num_target_forwards=num_forwards, num_drafted=num_drafted, num_accepted=num_accepted)
+
+
+def speculative_generate(model: PreTrainedModel, drafter: Drafter, **generate_kwargs: Any) -> SpeculativeOutput:
+    """`model.generate(**generate_kwargs)` with the drafter's tokens verified by the target.
+
+    Accepts what `generate` accepts (input_ids, attention_mask, pixel_values, max_new_tokens,
+    do_sample, temperature, top_k, top_p, generation_config, ...); batch size 1. The output's
+    `sequences` equal `model.generate`'s for greedy decoding, and follow the same distribution
+    when sampling.
+    """
+    if "custom_generate" in generate_kwargs:
+        raise ValueError("speculative_generate sets custom_generate itself; do not pass it")
+    return model.generate(custom_generate=speculative_decoding, drafter=drafter, **generate_kwargs)
