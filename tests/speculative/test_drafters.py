@@ -15,13 +15,6 @@ from genaccel.speculative.visual_compression import compress_visual_tokens
 from tiny_targets import llava_inputs, text_inputs, tiny_llama, tiny_llava
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_drafter_for_another_hidden_size_or_vocab_raises():
     target = tiny_llama()

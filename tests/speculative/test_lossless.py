@@ -11,13 +11,6 @@ from genaccel.speculative import FlashDrafter, SelfDrafter, speculative_decoding
 from tiny_targets import TARGETS, text_inputs, tiny_llama, tiny_llava, llava_inputs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def drafters(model):
     flash_scrambled = FlashDrafter.from_target(model, num_queries=4, draft_len=5, context_window=6, seed=3)

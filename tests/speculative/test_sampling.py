@@ -13,13 +13,6 @@ from genaccel.speculative.verification import TokenChooser, verify
 from tiny_targets import text_inputs, tiny_llama
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _counts(tokens: list[int], size: int) -> torch.Tensor:
     return torch.bincount(torch.tensor(tokens), minlength=size).double()
