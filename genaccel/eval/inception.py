@@ -12,6 +12,7 @@ its tensors are read, its code is never run here.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterable
 
@@ -269,7 +270,15 @@ def load_state_from_torchscript(model: InceptionV3Features, path: str | Path) ->
 
 
 def load_inception(weights: str | Path | None = None, device: torch.device | str = "cpu") -> InceptionV3Features:
-    """The Inception feature network with verified registry weights (see `weights.resolve_weights`)."""
+    """The Inception feature network with verified registry weights (see `weights.resolve_weights`).
+
+    Loaded once per process and weights file (it is frozen); callers share the returned module.
+    """
+    return _load_verified(resolve_weights(INCEPTION, weights)).to(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_verified(path: Path) -> InceptionV3Features:
     model = InceptionV3Features()
-    load_state_from_torchscript(model, resolve_weights(INCEPTION, weights))
-    return model.to(device)
+    load_state_from_torchscript(model, path)
+    return model

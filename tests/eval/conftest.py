@@ -32,6 +32,6 @@ def write_images(folder: Path, count: int, *, seed: int, size: tuple[int, int] =
 
 @pytest.fixture
 def image_folders(tmp_path: Path) -> tuple[Path, Path]:
-    """Two folders of 6 random 32x32 PNGs with different intensity ranges."""
-    return (write_images(tmp_path / "real", 6, seed=0, high=200),
-            write_images(tmp_path / "fake", 6, seed=1, low=60))
+    """Two folders of 4 random 32x32 PNGs with different intensity ranges."""
+    return (write_images(tmp_path / "real", 4, seed=0, high=200),
+            write_images(tmp_path / "fake", 4, seed=1, low=60))
