@@ -65,7 +65,7 @@ def stats_of_arrays(arrays: Iterable[np.ndarray], extractor: InceptionExtractor,
     """Stream (H, W, 3) uint8 images through the extractor into float64 statistics."""
     stats = FeatureStats(FEATURE_DIM, keep_features=keep_features)
     pending: list[np.ndarray] = []
-    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=None) as bar:  # None: only on a TTY
         for array in arrays:
             pending.append(array)
             if len(pending) == extractor.batch_size:
