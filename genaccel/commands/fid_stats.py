@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from genaccel.eval.distributed import is_main_process
     from genaccel.eval.fid import InceptionExtractor, stats_of_folder
     from genaccel.eval.frechet import GaussianStats
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         extractor = InceptionExtractor(args.mode, weights=args.weights, device=args.device or default_device(),
                                        batch_size=args.batch_size)
         stats = GaussianStats.from_features(stats_of_folder(args.folder, extractor), args.mode)
-        stats.save(args.output)
-    print(f"wrote {args.output}: {stats.count} images, mode {stats.mode}")
+        if is_main_process():  # under `accelerate launch` every process holds the gathered stats
+            stats.save(args.output)
+            print(f"wrote {args.output}: {stats.count} images, mode {stats.mode}")
     return 0

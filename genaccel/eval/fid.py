@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from genaccel.eval.distributed import gather_stats, shard
 from genaccel.eval.frechet import FeatureStats, GaussianStats, frechet_distance
 from genaccel.eval.images import list_images, load_image
 from genaccel.eval.inception import InceptionV3Features, load_inception
@@ -85,7 +86,10 @@ def stats_of_paths(paths: Sequence[Path], extractor: InceptionExtractor, *, keep
 
 
 def stats_of_folder(folder: str | Path, extractor: InceptionExtractor, *, keep_features: bool = False) -> FeatureStats:
-    return stats_of_paths(list_images(folder), extractor, keep_features=keep_features, desc=f"features {folder}")
+    """Statistics of every image in `folder`; under `accelerate launch` each process reads its shard."""
+    paths = list_images(folder)
+    local = stats_of_paths(shard(paths), extractor, keep_features=keep_features, desc=f"features {folder}")
+    return gather_stats(local)
 
 
 def is_stats_file(path: str | Path) -> bool:
