@@ -34,12 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from genaccel.eval.distributed import is_main_process
     from genaccel.eval.fid import fid
 
     with user_errors():
         result = fid(args.real, args.fake, mode=args.mode, kid=args.kid, kid_subsets=args.kid_subsets,
                      kid_subset_size=args.kid_subset_size, batch_size=args.batch_size,
                      device=args.device or default_device(), weights=args.weights)
+    if not is_main_process():  # under `accelerate launch` every process holds the gathered result
+        return 0
     if args.json:
         print(json.dumps(result.as_dict()))
     else:

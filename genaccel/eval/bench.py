@@ -169,7 +169,7 @@ def evaluate(methods: list[Method], items: list[WorkItem], settings: BenchSettin
             result.lpips = float(np.mean([lpips_score(a, b) for a, b in pairs]))
         elif lpips_reason:
             result.notes.append(lpips_reason)
-        if feature_stats and len(items) >= 2:
+        if feature_stats and len(items) >= 2 and not method.is_dense:
             result.fid_vs_dense = _fid(feature_stats[method.slug], feature_stats[dense.slug])
         if real_stats is not None and is_video:
             result.fvd_vs_real = _fvd_vs(real_stats, outputs[method.slug], settings)

@@ -6,12 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 import torch
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric positive semi-definite matrix (negative eigenvalues -> 0)."""
-    eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+    """Symmetric square root of a symmetric positive semi-definite matrix (negative eigenvalues -> 0).
+
+    LAPACK's MRRR driver (`evr`) is the fastest of scipy's eigh drivers for 2048x2048 covariances.
+    """
+    eigenvalues, eigenvectors = scipy.linalg.eigh(matrix, driver="evr")
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
 
 
@@ -31,7 +35,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         raise ValueError(f"covariances must be ({dim}, {dim}), got {sigma1.shape} and {sigma2.shape}")
     root1 = _sqrt_psd((sigma1 + sigma1.T) / 2)
     middle = root1 @ sigma2 @ root1
-    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    eigenvalues = scipy.linalg.eigh((middle + middle.T) / 2, eigvals_only=True, driver="evr")
     trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 

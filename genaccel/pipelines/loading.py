@@ -27,7 +27,7 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: torch.d
 
     if Path(model).exists() and not Path(model).is_dir():
         raise ValueError(f"{model} is a file; pass a pipeline folder (with model_index.json), a hub id or `demo`")
-    pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype)
+    pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype)
     return pipe.to(device)
 
 

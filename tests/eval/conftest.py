@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from genaccel.eval.images import save_image
 from genaccel.eval.weights import I3D, INCEPTION, resolve_weights
+from tests.eval.helpers import write_images
 
 
 @pytest.fixture(scope="session")
@@ -20,14 +19,6 @@ def inception_weights() -> Path:
 @pytest.fixture(scope="session")
 def i3d_weights() -> Path:
     return resolve_weights(I3D)
-
-
-def write_images(folder: Path, count: int, *, seed: int, size: tuple[int, int] = (32, 32),
-                 low: int = 0, high: int = 256) -> Path:
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        save_image(rng.integers(low, high, (*size, 3), dtype=np.uint8), folder / f"{index:03d}.png")
-    return folder
 
 
 @pytest.fixture
