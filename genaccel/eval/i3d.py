@@ -9,6 +9,7 @@ with a restricted unpickler (see `safe_pickle.py`) after its sha256 is verified.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -171,8 +172,8 @@ def load_state_from_checkpoint(model: I3D, variables: dict) -> None:
 
 
 def load_i3d(weights: str | Path | None = None, device: torch.device | str = "cpu") -> I3D:
-    """The Kinetics-400 I3D with verified registry weights (loaded once per process and file)."""
-    return _load_verified(resolve_weights(I3D_WEIGHTS, weights)).to(device)
+    """The Kinetics-400 I3D with verified registry weights (read once per process and file; a copy per call)."""
+    return copy.deepcopy(_load_verified(resolve_weights(I3D_WEIGHTS, weights))).to(device)
 
 
 @functools.lru_cache(maxsize=2)

@@ -12,6 +12,7 @@ its tensors are read, its code is never run here.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Iterable
@@ -272,9 +273,9 @@ def load_state_from_torchscript(model: InceptionV3Features, path: str | Path) ->
 def load_inception(weights: str | Path | None = None, device: torch.device | str = "cpu") -> InceptionV3Features:
     """The Inception feature network with verified registry weights (see `weights.resolve_weights`).
 
-    Loaded once per process and weights file (it is frozen); callers share the returned module.
+    Read once per process and weights file; each call returns its own copy (callers move it freely).
     """
-    return _load_verified(resolve_weights(INCEPTION, weights)).to(device)
+    return copy.deepcopy(_load_verified(resolve_weights(INCEPTION, weights))).to(device)
 
 
 @functools.lru_cache(maxsize=2)
