@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 
 import torch
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8, help="images per timed run")
     parser.add_argument("--clips", type=int, default=2, help="16-frame clips per timed run")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per implementation (>= 5)")
     parser.add_argument("--output", default="BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,16 +77,23 @@ def main() -> None:
         with torch.no_grad():
             script(scaled)
 
+    implementations = (("genaccel InceptionExtractor + FeatureStats", run_ours),
+                       ("torchmetrics FID.update, our Inception as custom extractor", run_torchmetrics),
+                       ("fid-helper TorchScript forward only (reference)", run_script))
+    # Interleave the implementations run by run, so load drift on a shared machine hits all alike.
+    for _, fn in implementations:
+        time_callable(fn, warmup=1, runs=1)
+    runs_s: dict[str, list[float]] = {name: [] for name, _ in implementations}
+    for _ in range(args.runs):
+        for name, fn in implementations:
+            runs_s[name].append(time_callable(fn, warmup=0, runs=1).median_s)
     rows = []
     baseline = None
-    for name, fn in (("genaccel InceptionExtractor + FeatureStats", run_ours),
-                     ("torchmetrics FID.update, our Inception as custom extractor", run_torchmetrics),
-                     ("fid-helper TorchScript forward only (reference)", run_script)):
-        timing = time_callable(fn, warmup=1, runs=args.runs)
-        rate = args.images / timing.median_s
+    for name, _ in implementations:
+        median_s = statistics.median(runs_s[name])
+        rate = args.images / median_s
         baseline = baseline or rate
-        rows.append([name, "Inception (FID)", f"{timing.median_s:.3f}", f"{rate:.2f} images/s",
-                     f"{rate / baseline:.2f}"])
+        rows.append([name, "Inception (FID)", f"{median_s:.3f}", f"{rate:.2f} images/s", f"{rate / baseline:.2f}"])
         print(rows[-1], flush=True)
 
     clips = torch.randint(0, 256, (args.clips, 16, 224, 224, 3), dtype=torch.uint8, generator=generator)
@@ -104,7 +112,7 @@ def main() -> None:
         "",
         f"Each run extracts features of {args.images} uint8 299x299 images (FID rows) or {args.clips} uint8 "
         "16x224x224 clips (I3D row); median of "
-        f"{args.runs} runs after one warm-up. All Inception rows use the same registry weights and the same "
+        f"{args.runs} runs after one warm-up, the Inception implementations interleaved run by run. All Inception rows use the same registry weights and the same "
         "TF1-bilinear preprocessing; the torchmetrics row runs our Inception as torchmetrics' custom feature "
         "extractor (its default extractor needs torch-fidelity weights that cannot be downloaded here), so it "
         "measures torchmetrics' update path with an un-tuned (contiguous-format) module; the TorchScript row "

@@ -18,9 +18,10 @@ VIDEO_EXTENSIONS = (".npy", ".gif") + CONTAINER_EXTENSIONS
 def list_videos(folder: str | Path) -> list[Path]:
     """Videos in `folder`: video files, and sub-folders of frame images (one video each)."""
     folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} does not exist")
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder of videos") if not folder.exists() else \
-            ValueError(f"{folder} is not a folder of videos (or a .npz stats file where accepted)")
+        raise ValueError(f"{folder} is not a folder of videos (or a .npz stats file where accepted)")
     videos = []
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
