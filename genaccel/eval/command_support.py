@@ -13,6 +13,12 @@ from genaccel.errors import UserFacingError
 
 
 def default_device() -> str:
+    """This process's device under `accelerate launch` (cuda:RANK on GPUs), else cuda if available, else cpu."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes > 1:
+        return str(state.device)
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
