@@ -107,7 +107,7 @@ def _far_bias(partition: WindowPartition, proxies: bool, prefix_len: int, dtype:
     """(1, 1, slots, far keys) bias in window order: log(count) on the proxies, -inf on a slot's own proxy."""
     if not proxies:
         return None
-    key = (id(partition), prefix_len, dtype)
+    key = (partition.key, prefix_len, dtype)
     bias = _FAR_BIASES.get(key)
     if bias is None:
         by_window = _bias(partition, True, prefix_len, torch.float64)[:, partition.window_size:]
@@ -126,9 +126,9 @@ def _proxies(window_x: torch.Tensor, partition: WindowPartition) -> torch.Tensor
     return torch.einsum("bhnsd,ns->bhnd", window_x, weights)
 
 
-def _split(q, k, v, partition, proxies, prefix_kv, scale):
+def _split(q, k, v, partition, proxies, prefix_kv, scale, position_bias=None):
     if not proxies and prefix_kv is None:
-        return _concat(q, k, v, partition, proxies, prefix_kv, scale)
+        return _concat(q, k, v, partition, proxies, prefix_kv, scale, position_bias)
     if proxies and partition.num_windows == 1 and prefix_kv is None:
         return _concat(q, k, v, partition, False, None, scale)  # the only proxy is the query's own window
     batch, heads, _, dim = q.shape
@@ -136,9 +136,14 @@ def _split(q, k, v, partition, proxies, prefix_kv, scale):
     slots = windows * size
     window_q, window_k, window_v = (partition.to_windows(t) for t in (q, k, v))  # (B, H, slots, D)
     mask = None
-    if partition.has_padding:
-        padding = _bias(partition, False, 0, q.dtype)  # (nW, ws)
-        mask = padding[None, :, None, :].expand(heads, windows, 1, size).reshape(1, heads * windows, 1, size)
+    if partition.has_padding or position_bias is not None:
+        mask = torch.zeros(heads, windows, 1, size, dtype=q.dtype, device=q.device)
+        if partition.has_padding:
+            mask = mask + _bias(partition, False, 0, q.dtype)[None, :, None, :]
+        if position_bias is not None:
+            mask = mask + position_bias.to(q.dtype)[:, None]
+        rows = mask.shape[2]
+        mask = mask.expand(heads, windows, rows, size).reshape(1, heads * windows, rows, size)
     as_windows = lambda t: t.reshape(batch, heads * windows, size, dim)  # noqa: E731
     near, near_lse = _attention_with_lse(as_windows(window_q), as_windows(window_k), as_windows(window_v), scale, mask)
     far_k, far_v = [], []
@@ -159,25 +164,32 @@ def _split(q, k, v, partition, proxies, prefix_kv, scale):
     return partition.from_windows(merged.to(q.dtype))
 
 
-def _concat(q, k, v, partition, proxies, prefix_kv, scale):
+def _concat(q, k, v, partition, proxies, prefix_kv, scale, position_bias=None):
     batch, heads, n_tokens, dim = q.shape
-    windows = partition.num_windows
-    window_q = partition.to_windows(q).reshape(batch, heads * windows, partition.window_size, dim)
+    windows, size = partition.num_windows, partition.window_size
+    window_q = partition.to_windows(q).reshape(batch, heads * windows, size, dim)
     window_k, window_v = _window_keys(k, v, partition, proxies, prefix_kv)
     n_keys = window_k.shape[3]
     window_k = window_k.reshape(batch, heads * windows, n_keys, dim)
     window_v = window_v.reshape(batch, heads * windows, n_keys, dim)
     bias = _bias(partition, proxies, 0 if prefix_kv is None else prefix_kv[0].shape[2], q.dtype)
-    if bias is not None:
+    if position_bias is not None:
+        local = F.pad(position_bias.to(q.dtype), (0, n_keys - size))[:, None]  # (H, 1, S, keys)
+        bias = local if bias is None else local + bias[None, :, None, :]
+        bias = bias.expand(heads, windows, size, n_keys).reshape(1, heads * windows, size, n_keys)
+    elif bias is not None:
         bias = bias[None, :, None, :].expand(heads, windows, 1, n_keys).reshape(1, heads * windows, 1, n_keys)
         if not proxies:  # padding only: a boolean mask keeps more kernels eligible
             bias = bias == 0
     out = F.scaled_dot_product_attention(window_q, window_k, window_v, attn_mask=bias, scale=scale)
-    return partition.from_windows(out.view(batch, heads, windows * partition.window_size, dim))
+    return partition.from_windows(out.view(batch, heads, windows * size, dim))
 
 
-def _xformers(q, k, v, partition, proxies, prefix_kv, scale):
+def _xformers(q, k, v, partition, proxies, prefix_kv, scale, position_bias=None):
     import xformers.ops as xops
+
+    if position_bias is not None:
+        raise ValueError("backend='xformers' does not take a position_bias; use 'split', 'concat' or 'flex'")
 
     batch, heads, _, dim = q.shape
     windows, size = partition.num_windows, partition.window_size
@@ -201,7 +213,7 @@ _COMPILED_FLEX = None
 _BLOCK_MASKS: dict[tuple, object] = {}
 
 
-def _flex(q, k, v, partition, proxies, prefix_kv, scale):
+def _flex(q, k, v, partition, proxies, prefix_kv, scale, position_bias=None):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     global _COMPILED_FLEX
@@ -239,25 +251,32 @@ def _flex(q, k, v, partition, proxies, prefix_kv, scale):
     def score_mod(score, b, h, q_idx, kv_idx):
         proxy_index = (kv_idx - slots).clamp(0, max(n_proxies - 1, 0))
         is_proxy = (kv_idx >= slots) & (kv_idx < slots + n_proxies)
-        return score + torch.where(is_proxy, log_counts[proxy_index], 0.0)
+        score = score + torch.where(is_proxy, log_counts[proxy_index], 0.0)
+        if position_bias is not None:
+            local_bias = position_bias[h, q_idx % size, kv_idx.clamp(max=slots - 1) % size]
+            score = score + torch.where(kv_idx < slots, local_bias, 0.0)
+        return score
 
-    key = (partition.grid, partition.window, id(partition), n_proxies, prefix_len, str(q.device))
+    key = (partition.key, n_proxies, prefix_len)
     block_mask = _BLOCK_MASKS.get(key)
     if block_mask is None:
         block_mask = create_block_mask(mask_mod, None, None, slots, keys.shape[2], device=q.device)
+        if len(_BLOCK_MASKS) > 64:
+            _BLOCK_MASKS.clear()
         _BLOCK_MASKS[key] = block_mask
-    out = run(window_q, keys, values, score_mod=score_mod if proxies else None,
+    out = run(window_q, keys, values, score_mod=score_mod if proxies or position_bias is not None else None,
               block_mask=block_mask, scale=scale)
     return partition.from_windows(out)
 
 
 def run_windowed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, partition: WindowPartition, *,
                  proxies: bool, scale: float, backend: str,
-                 prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                 prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 position_bias: torch.Tensor | None = None) -> torch.Tensor:
     """Dispatch one windowed / proxy attention to the resolved backend."""
     backend = resolve_backend(backend, q.device)
     if backend == "reference":
-        return reference_sparse_attention(q, k, v, partition, proxies=proxies, scale=scale,
-                                          prefix_kv=prefix_kv).to(q.dtype)
+        return reference_sparse_attention(q, k, v, partition, proxies=proxies, scale=scale, prefix_kv=prefix_kv,
+                                          position_bias=position_bias).to(q.dtype)
     kernel = {"split": _split, "concat": _concat, "flex": _flex, "xformers": _xformers}[backend]
-    return kernel(q, k, v, partition, proxies, prefix_kv, scale)
+    return kernel(q, k, v, partition, proxies, prefix_kv, scale, position_bias)

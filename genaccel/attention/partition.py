@@ -48,6 +48,12 @@ class WindowPartition:
     token_window: torch.Tensor   # (N,) window index of each token
     counts: torch.Tensor         # (num_windows,) real tokens per window
     gather_index: torch.Tensor   # slot_to_token with padded slots pointing at a real token
+    shift: bool
+
+    @property
+    def key(self) -> tuple:
+        """Identifies the partition (and its device) for caches of derived tensors."""
+        return (self.grid, self.window, self.shift, str(self.valid.device))
 
     @property
     def has_padding(self) -> bool:
@@ -105,7 +111,7 @@ def _partition_cpu(grid: tuple[int, ...], window: tuple[int, ...], shift: bool) 
     token_to_slot[slot_to_token[real_slots]] = real_slots
     return WindowPartition(grid, window, num_windows, window_size, slot_to_token, token_to_slot,
                            valid, token_to_slot // window_size, valid.sum(1),
-                           slot_to_token.clamp(max=n_tokens - 1))
+                           slot_to_token.clamp(max=n_tokens - 1), shift)
 
 
 _DEVICE_CACHE: dict[tuple, WindowPartition] = {}
@@ -121,7 +127,7 @@ def window_partition(grid: tuple[int, ...], window: tuple[int, ...], shift: bool
         part = WindowPartition(
             cpu.grid, cpu.window, cpu.num_windows, cpu.window_size,
             *(t.to(device) for t in (cpu.slot_to_token, cpu.token_to_slot, cpu.valid,
-                                     cpu.token_window, cpu.counts, cpu.gather_index)))
+                                     cpu.token_window, cpu.counts, cpu.gather_index)), cpu.shift)
         if len(_DEVICE_CACHE) > 256:
             _DEVICE_CACHE.clear()
         _DEVICE_CACHE[key] = part

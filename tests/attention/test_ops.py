@@ -1,7 +1,6 @@
 """Exactness of the sparse ops: degenerate cases equal dense attention, backends equal the reference."""
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -182,3 +181,28 @@ def test_xformers_backend_unavailable_is_an_error_not_a_fallback():
     else:
         with pytest.raises(RuntimeError, match="CUDA"):
             window_attention(q, k, v, (4, 4), (2, 2), backend="xformers")
+
+
+@pytest.mark.parametrize("grid,window,shift", [((8, 8), (4, 4), False), ((7, 5), (3, 2), True), ((3, 5, 4), (2, 2, 3), False)])
+@pytest.mark.parametrize("backend", ["split", "concat", "flex"])
+@pytest.mark.parametrize("with_text", [False, True])
+def test_position_bias_matches_reference(grid, window, shift, backend, with_text):
+    q, k, v = qkv(grid)
+    size = math.prod(window)
+    bias = torch.randn(q.shape[1], size, size, dtype=q.dtype, generator=torch.Generator().manual_seed(1))
+    prefix = tuple(qkv((4,))[:2]) if with_text else None
+    expected = window_attention(q, k, v, grid, window, shift, backend="reference", position_bias=bias, prefix_kv=prefix)
+    got = window_attention(q, k, v, grid, window, shift, backend=backend, position_bias=bias, prefix_kv=prefix)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(expected, window_attention(q, k, v, grid, window, shift, prefix_kv=prefix))
+
+
+def test_position_bias_by_slot_equals_dense_additive_mask():
+    """One window covering a 3 x 4 grid: the bias table is a plain additive (N, N) mask."""
+    grid = (3, 4)
+    q, k, v = qkv(grid)
+    bias = torch.randn(q.shape[1], 12, 12, dtype=q.dtype)
+    torch.testing.assert_close(window_attention(q, k, v, grid, grid, position_bias=bias),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+    with pytest.raises(ValueError, match="position_bias must have shape"):
+        window_attention(q, k, v, grid, (2, 2), position_bias=bias)
