@@ -84,3 +84,19 @@ def _time_once(fn: Callable[[], object], device: torch.device) -> float:
     start_s = time.perf_counter()
     fn()
     return time.perf_counter() - start_s
+
+
+def timed_call(fn: Callable[[], object], *, device: torch.device | str | None = None) -> tuple[object, float]:
+    """Run `fn` once and return (its result, wall seconds), synchronising CUDA before and after.
+
+    For work that cannot be repeated identically (each benchmark image has its own prompt), where
+    `time_callable`'s repeated runs do not apply; callers warm up and take medians themselves.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start_s = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start_s
