@@ -24,8 +24,8 @@ def load_demo_pipeline(device: str | torch.device = "cpu", dtype: torch.dtype = 
     """A class-conditional DiTPipeline (4096 image tokens per step) with seeded random weights."""
     config = demo_config()
     torch.manual_seed(seed)
-    transformer = DiTTransformer2DModel(**config["transformer"])
-    vae = AutoencoderKL(**config["vae"])
+    transformer = DiTTransformer2DModel(**config["transformer"]).eval()  # eval: no label dropout
+    vae = AutoencoderKL(**config["vae"]).eval()
     scheduler = DDIMScheduler(**config["scheduler"])
     pipe = DiTPipeline(transformer=transformer, vae=vae, scheduler=scheduler).to(device)
     return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)

@@ -46,3 +46,11 @@ def test_dense_steps_over_real_pipeline_calls(pipe):
         assert not np.array_equal(generate(pipe, steps=4), dense_4)  # steps 3 and 4 were sparse
     finally:
         genaccel.remove(pipe)
+
+
+def test_demo_pipeline_is_in_eval_mode():
+    """Modules built outside from_pretrained start in training mode, where DiT drops class labels at random."""
+    from genaccel.pipelines.demo import load_demo_pipeline
+
+    demo = load_demo_pipeline()
+    assert not demo.transformer.training and not demo.vae.training
