@@ -21,12 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="demo",
                         help="`demo` (embedded model), a local pipeline folder or a hub id (default: demo)")
     parser.add_argument("--methods", nargs="+", default=["dense", "proxy:4x4", "window:8x8"],
-                        help="dense, proxy:HxW, window:HxW, with +shift / +alternate / +dense-steps=N ... "
+                        help="dense, proxy:HxW, window:HxW, with +shift / +alternate / +dense-steps=N ..., "
+                             "separated by spaces or commas "
                              "(dense is always run: fidelity is measured against it)")
     parser.add_argument("--prompts", default=None,
                         help="text file, one prompt per line (class ids or names for class-conditional "
                              "pipelines); default: a built-in set")
-    parser.add_argument("--num-prompts", type=int, default=None, help="use only the first N prompts")
+    parser.add_argument("--num", "--num-prompts", dest="num_prompts", type=int, default=None,
+                        help="use only the first N prompts")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; every prompt runs with each")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps")
     parser.add_argument("--guidance-scale", type=float, default=None)

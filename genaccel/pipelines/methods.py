@@ -61,8 +61,11 @@ def parse_method(spec: str) -> Method:
 
 
 def parse_methods(specs: list[str]) -> list[Method]:
-    """Methods in order, `dense` first (added if missing: fidelity is measured against it)."""
-    methods = [parse_method(s) for s in specs]
+    """Methods in order, `dense` first (added if missing: fidelity is measured against it).
+
+    Each item may hold several comma-separated methods (`dense,proxy:4x4,window:8x8`); a comma
+    followed by a digit stays inside a method (`+dense-blocks=0,3`)."""
+    methods = [parse_method(s) for spec in specs for s in re.split(r",(?=[A-Za-z])", spec) if s.strip()]
     slugs = [m.slug for m in methods]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"methods repeat: {specs}")

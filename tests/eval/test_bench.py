@@ -101,3 +101,9 @@ def test_bench_errors_are_one_line(capsys, tmp_path, tiny_pipeline, argv, messag
     code = main(["bench", "--model", str(tiny_pipeline), "--device", "cpu", "-o", str(tmp_path / "o"), *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_methods_may_be_comma_separated_as_in_the_docs() -> None:
+    methods = parse_methods(["dense,proxy:4x4,window:8x8+shift+dense-blocks=0,3"])
+    assert [m.spec for m in methods] == ["dense", "proxy:4x4", "window:8x8+shift+dense-blocks=0,3"]
+    assert methods[2].config.dense_blocks == (0, 3)
