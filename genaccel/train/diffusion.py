@@ -255,6 +255,7 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     images, labels, classes = load_training_data(config)
     num_classes = len(classes)
+    torch.manual_seed(config.seed)  # the initial weights are a function of the seed
     model = build_model(config, num_classes)
     _disable_internal_label_dropout(model)
     if config.gradient_checkpointing:
