@@ -79,3 +79,25 @@ def load_bundled_pipeline(folder: str | Path, device: str | torch.device = "cpu"
     scheduler = scheduler_class.from_config(scheduler_class.load_config(folder))
     pipe = ClassConditionalPipeline(transformer=transformer, scheduler=scheduler, class_names=manifest["classes"])
     return pipe.to(device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m genaccel.train.bundle CHECKPOINT OUT_DIR [--fp32]`: bundle a training checkpoint's EMA weights."""
+    import argparse
+
+    from genaccel.train.diffusion import pipeline_from_checkpoint
+
+    parser = argparse.ArgumentParser(prog="python -m genaccel.train.bundle", description=main.__doc__)
+    parser.add_argument("checkpoint", help="a checkpoints/step-N folder written by `genaccel train`")
+    parser.add_argument("out_dir")
+    parser.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16)")
+    args = parser.parse_args(argv)
+    state = json.loads((Path(args.checkpoint) / "state.json").read_text())
+    pipe = pipeline_from_checkpoint(args.checkpoint)
+    info = {"trained_with": "genaccel train", "steps": state["step"], "config": state["config"]}
+    out = bundle_pipeline(pipe, args.out_dir, torch.float32 if args.fp32 else torch.float16, info)
+    print(json.dumps({"bundle": str(out), "sha256": json.loads((out / MANIFEST_NAME).read_text())["sha256"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -232,6 +232,22 @@ def export_pipeline(model: nn.Module, ema: EMA, config: TrainConfig, classes: li
     return pipe
 
 
+def pipeline_from_checkpoint(folder: str | Path):
+    """The ClassConditionalPipeline (EMA weights, DDIM scheduler) of a checkpoint written by `train`."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state_path = folder / "state.json"
+    if not state_path.exists():
+        raise FileNotFoundError(f"{folder} is not a checkpoint: it has no state.json")
+    state = json.loads(state_path.read_text())
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(config, len(state["classes"]))
+    ema = EMA(model, config.ema_decay)
+    ema.load_state_dict(load_file(folder / "ema.safetensors"))
+    return export_pipeline(model, ema, config, state["classes"], None)
+
+
 def save_sample_grid(pipe, config: TrainConfig, path: Path, per_class: int = 4) -> None:
     """A grid PNG: one column per class, `per_class` rows, from a fixed seed."""
     from genaccel.pipelines.class_conditional import image_grid
