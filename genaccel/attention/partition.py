@@ -1,0 +1,104 @@
+"""Non-overlapping (optionally Swin-shifted) windows over a token grid, as gather indices.
+
+Tokens are stored row-major over `grid` ((h, w) or (t, h, w)). A partition pads the grid so the
+window divides it: at the end of each axis, and for shifted windows also at the start (by
+`window - window // 2`), which reproduces Swin's shifted windows without the cyclic roll: no window
+ever spans the true border of the grid. Padded slots are marked invalid and never receive weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+
+def normalize_window(grid: tuple[int, ...], window: int | tuple[int, ...]) -> tuple[int, ...]:
+    """Validate `window` against `grid` and clamp it to the grid (a window larger than the grid
+    covers the whole axis)."""
+    grid = tuple(int(g) for g in grid)
+    if isinstance(window, int):
+        window = (window,) * len(grid)
+    window = tuple(window)
+    if len(window) != len(grid):
+        raise ValueError(
+            f"window {window} has {len(window)} dims but the token grid {grid} has {len(grid)}: "
+            "use (h, w) for images and (t, h, w) for video")
+    if any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 for w in window):
+        raise ValueError(f"window sizes must be positive integers, got {window}")
+    return tuple(min(w, g) for w, g in zip(window, grid))
+
+
+def shift_offsets(grid: tuple[int, ...], window: tuple[int, ...]) -> tuple[int, ...]:
+    """Swin's shift (half a window) per axis; zero on axes the window already covers."""
+    return tuple(w // 2 if w < g else 0 for w, g in zip(window, grid))
+
+
+@dataclass(frozen=True)
+class WindowPartition:
+    grid: tuple[int, ...]
+    window: tuple[int, ...]
+    num_windows: int
+    window_size: int            # tokens per window, padding included
+    slot_to_token: torch.Tensor  # (num_windows * window_size,) token index, or N for a padded slot
+    token_to_slot: torch.Tensor  # (N,) slot of each token
+    valid: torch.Tensor          # (num_windows, window_size) bool, False on padded slots
+    token_window: torch.Tensor   # (N,) window index of each token
+    counts: torch.Tensor         # (num_windows,) real tokens per window
+    gather_index: torch.Tensor   # slot_to_token with padded slots pointing at a real token
+
+    @property
+    def has_padding(self) -> bool:
+        return self.num_windows * self.window_size != math.prod(self.grid)
+
+
+@lru_cache(maxsize=64)
+def _partition_cpu(grid: tuple[int, ...], window: tuple[int, ...], shift: bool) -> WindowPartition:
+    offsets = shift_offsets(grid, window) if shift else (0,) * len(grid)
+    lead = tuple((w - s) % w for w, s in zip(window, offsets))
+    padded = tuple(math.ceil((g + p) / w) * w for g, p, w in zip(grid, lead, window))
+    n_tokens = math.prod(grid)
+    # token index of every padded position (N for padding), laid out row-major over `padded`
+    coords = torch.meshgrid(*[torch.arange(p) - l for p, l in zip(padded, lead)], indexing="ij")
+    inside = torch.ones(padded, dtype=torch.bool)
+    flat = torch.zeros(padded, dtype=torch.long)
+    for axis, (c, g) in enumerate(zip(coords, grid)):
+        inside &= (c >= 0) & (c < g)
+        flat = flat * g + c.clamp(0, g - 1)
+    flat = torch.where(inside, flat, torch.full_like(flat, n_tokens))
+    # reorder padded positions window by window: (n1, w1, n2, w2, ...) -> (n1, n2, ..., w1, w2, ...)
+    split = [d for p, w in zip(padded, window) for d in (p // w, w)]
+    dims = len(grid)
+    order = [2 * i for i in range(dims)] + [2 * i + 1 for i in range(dims)]
+    slot_to_token = flat.reshape(split).permute(order).reshape(-1)
+    window_size = math.prod(window)
+    num_windows = slot_to_token.numel() // window_size
+    valid = (slot_to_token < n_tokens).reshape(num_windows, window_size)
+    real_slots = torch.nonzero(slot_to_token < n_tokens).squeeze(1)
+    token_to_slot = torch.empty(n_tokens, dtype=torch.long)
+    token_to_slot[slot_to_token[real_slots]] = real_slots
+    return WindowPartition(grid, window, num_windows, window_size, slot_to_token, token_to_slot,
+                           valid, token_to_slot // window_size, valid.sum(1),
+                           slot_to_token.clamp(max=n_tokens - 1))
+
+
+_DEVICE_CACHE: dict[tuple, WindowPartition] = {}
+
+
+def window_partition(grid: tuple[int, ...], window: tuple[int, ...], shift: bool,
+                     device: torch.device) -> WindowPartition:
+    """The (cached) partition of `grid` into `window`s, with its index tensors on `device`."""
+    key = (tuple(grid), tuple(window), bool(shift), str(device))
+    part = _DEVICE_CACHE.get(key)
+    if part is None:
+        cpu = _partition_cpu(tuple(grid), tuple(window), bool(shift))
+        part = WindowPartition(
+            cpu.grid, cpu.window, cpu.num_windows, cpu.window_size,
+            *(t.to(device) for t in (cpu.slot_to_token, cpu.token_to_slot, cpu.valid,
+                                     cpu.token_window, cpu.counts, cpu.gather_index)))
+        if len(_DEVICE_CACHE) > 256:
+            _DEVICE_CACHE.clear()
+        _DEVICE_CACHE[key] = part
+    return part
