@@ -89,3 +89,19 @@ def test_save_and_reload_roundtrip(tmp_path):
     loaded = ClassConditionalPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert torch.equal(_run(pipe), _run(loaded))
+
+
+def test_sparse_attention_applies_to_the_pipeline_and_removes_exactly():
+    import genaccel
+
+    pipe = _pipe()
+    dense = _run(pipe, guidance_scale=2.0)
+    genaccel.apply(pipe, genaccel.ProxyAttentionConfig(window=(4, 4)))  # one window covers the 4x4 grid
+    whole = _run(pipe, guidance_scale=2.0)
+    genaccel.remove(pipe)
+    genaccel.apply(pipe, genaccel.ProxyAttentionConfig(window=(2, 2)))
+    sparse = _run(pipe, guidance_scale=2.0)
+    genaccel.remove(pipe)
+    torch.testing.assert_close(whole, dense, atol=1e-5, rtol=0)
+    assert not torch.allclose(sparse, dense, atol=1e-4)
+    assert torch.equal(_run(pipe, guidance_scale=2.0), dense)
