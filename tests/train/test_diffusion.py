@@ -131,3 +131,21 @@ def test_trains_from_an_image_folder(tmp_path):
     state = json.loads((out / "checkpoints" / "step-2" / "state.json").read_text())
     assert state["step"] == 2 and state["classes"][0] == "circle"
     assert main(["train", str(tmp_path / "r2"), "--data", str(tmp_path / "data" / "train"), "--image-size", "32"]) == 2
+
+
+def test_gradient_checkpointing_gives_the_same_weights_and_bf16_runs(tmp_path):
+    small = {**TINY, "num_images": 20, "width": 16, "heads": 1, "batch_size": 2, "max_steps": 2, "sample_steps": 1}
+    train(TrainConfig(output_dir=str(tmp_path / "plain"), **small))
+    train(TrainConfig(output_dir=str(tmp_path / "ckpt"), gradient_checkpointing=True, **small))
+    a = _weights(tmp_path / "plain" / "checkpoints" / "step-2")
+    b = _weights(tmp_path / "ckpt" / "checkpoints" / "step-2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one precision per process
+    try:
+        train(TrainConfig(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16", **small))
+    finally:
+        AcceleratorState._reset_state(True)
+    c = _weights(tmp_path / "bf16" / "checkpoints" / "step-2")
+    assert all(torch.isfinite(v).all() for v in c.values()) and not all(torch.equal(a[k], c[k]) for k in a)
