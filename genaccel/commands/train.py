@@ -15,6 +15,7 @@ _HELP = {
     "arch": "dit (diffusers DiTTransformer2DModel), ptdit or lamamba (genaccel.models)",
     "batch_size": "images per process per step",
     "max_minutes": "stop and save after this many minutes (0: no limit)",
+    "init_from": "a checkpoint folder whose model weights start this run (fresh optimizer, EMA and step)",
     "sample_every": "write a sample grid PNG every N steps (0: only at the end)",
 }
 

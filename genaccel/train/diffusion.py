@@ -57,6 +57,7 @@ class TrainConfig:
     guidance_scale: float = 1.5
     log_every: int = 10
     max_minutes: float = 0.0  # stop (and save) after this much wall time; 0: no limit
+    init_from: str = ""  # a checkpoint whose model weights start a new run (fresh optimizer, EMA, step 0)
     seed: int = 0
 
     def validate(self) -> None:
@@ -201,6 +202,16 @@ def save_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.o
     (folder / "state.json").write_text(json.dumps(state, indent=2))
 
 
+def init_weights(model: nn.Module, checkpoint: Path) -> None:
+    """Start from the (non-EMA) model weights of a checkpoint, e.g. to switch prediction type."""
+    from safetensors.torch import load_file
+
+    weights = checkpoint / "model" / "diffusion_pytorch_model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint: it has no {weights.relative_to(checkpoint)}")
+    model.load_state_dict(load_file(weights), strict=True)
+
+
 def load_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer) -> dict:
     """Restore what `save_checkpoint` wrote (optimizer state with weights_only=True); returns state.json."""
     from safetensors.torch import load_file
@@ -278,6 +289,8 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
         if not getattr(model, "_supports_gradient_checkpointing", False):
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
         model.enable_gradient_checkpointing()
+    if config.init_from and resume is None:
+        init_weights(model, Path(config.init_from))
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     step = 0

@@ -149,3 +149,17 @@ def test_gradient_checkpointing_gives_the_same_weights_and_bf16_runs(tmp_path):
         AcceleratorState._reset_state(True)
     c = _weights(tmp_path / "bf16" / "checkpoints" / "step-2")
     assert all(torch.isfinite(v).all() for v in c.values()) and not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_init_from_starts_a_new_run_from_checkpoint_weights(tmp_path):
+    from genaccel.train.diffusion import init_weights
+
+    small = {**TINY, "num_images": 20, "width": 16, "heads": 1, "batch_size": 2, "max_steps": 2, "sample_steps": 1}
+    train(TrainConfig(output_dir=str(tmp_path / "a"), **small))
+    checkpoint = tmp_path / "a" / "checkpoints" / "step-2"
+    model = build_model(TrainConfig(output_dir="unused", **small), num_classes=8)
+    init_weights(model, checkpoint)
+    saved = _weights(checkpoint)
+    assert all(torch.equal(value, saved[name]) for name, value in model.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="is not a checkpoint"):
+        train(TrainConfig(output_dir=str(tmp_path / "b"), init_from=str(tmp_path / "nope"), **small))
