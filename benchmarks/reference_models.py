@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25)")
     parser.add_argument("--guidance-scale", type=float, default=1.5)
     parser.add_argument("--runs", type=int, default=5, help="timed runs per variant (median reported)")
+    parser.add_argument("--time-images", type=int, default=8, help="images per timed call (default 8)")
+    parser.add_argument("--time-steps", type=int, default=5, help="DDIM steps per timed call (default 5)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
@@ -69,9 +71,11 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     labels = [c for _ in range(args.per_class) for c in range(pipe.num_classes)]
 
-    def sample() -> torch.Tensor:
+    timed_labels = [k % pipe.num_classes for k in range(args.time_images)]
+
+    def sample(batch: list[int] = labels, steps: int = args.steps) -> torch.Tensor:
         generator = torch.Generator().manual_seed(args.seed)
-        return pipe(labels, num_inference_steps=args.steps, generator=generator,
+        return pipe(batch, num_inference_steps=steps, generator=generator,
                     guidance_scale=args.guidance_scale, output_type="pt").images
 
     settings = variants(args.steps)
@@ -81,7 +85,7 @@ def main() -> None:
             genaccel.apply(pipe, config)
         try:
             images[name] = sample()
-            timing = time_callable(sample, warmup=1, runs=args.runs)
+            timing = time_callable(lambda: sample(timed_labels, args.time_steps), warmup=1, runs=args.runs)
         finally:
             if config is not None:
                 genaccel.remove(pipe)
@@ -111,13 +115,14 @@ def main() -> None:
         f"{manifest_steps} steps on the shapes dataset), {len(labels)} images ({args.per_class} per class), "
         f"{args.steps} DDIM steps, guidance {args.guidance_scale} (a CFG batch of {2 * len(labels)}), seed {args.seed}. "
         "PSNR/SSIM: sparse-attention images against the dense images from the same seeds. "
-        "Time: one pipeline call, median of "
-        f"{args.runs} runs after 1 warm-up, dense and sparse in the same process.",
+        f"Time: one pipeline call of {args.time_images} images and {args.time_steps} DDIM steps (same guidance), "
+        f"median of {args.runs} runs after 1 warm-up, dense and sparse in the same process.",
         "",
         f"Device: CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s)); "
         f"GPU: not measured. Commit: `{git_commit()}`. Command: `python benchmarks/reference_models.py "
         f"--per-class {args.per_class} --steps {args.steps} --guidance-scale {args.guidance_scale} "
-        f"--runs {args.runs} --threads {args.threads} --seed {args.seed}`.",
+        f"--runs {args.runs} --time-images {args.time_images} --time-steps {args.time_steps} "
+        f"--threads {args.threads} --seed {args.seed}`.",
         "",
         markdown_table(["attention", "CPU time / call (s)", "speed-up", "PSNR vs dense (dB)", "SSIM vs dense",
                         "GPU"], rows),
