@@ -12,7 +12,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
+from torch.utils.data import Dataset
 
 from genaccel.data.shapes import SHAPE_CLASSES, _random_colour, _texture, split_indices, write_labels
 
@@ -84,6 +86,23 @@ def _moving_mask(label: int, side: int, centre: tuple[float, float], radius: flo
             points.append((cx + c * px - s * py, cy + s * px + c * py))
         draw.polygon(points, fill=255)
     return np.asarray(mask) > 127
+
+
+class ShapeVideosDataset(Dataset):
+    """Clips rendered on the fly: items are ((T, 3, H, W) float32 tensor in [-1, 1], label)."""
+
+    def __init__(self, num_videos: int = 200, size: int = 32, num_frames: int = 16, seed: int = 0,
+                 split: str = "train", heldout_fraction: float = 0.1) -> None:
+        render_video(seed, 0, size, num_frames)  # validates size and num_frames
+        self.size, self.num_frames, self.seed = size, num_frames, seed
+        self.indices = split_indices(num_videos, seed, split, heldout_fraction)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        frames, label = render_video(self.seed, self.indices[item], self.size, self.num_frames)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0, label
 
 
 def save_videos(out_dir: str | Path, num_videos: int, size: int = 32, num_frames: int = 16, seed: int = 0,

@@ -91,9 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", help="a checkpoints/step-N folder written by `genaccel train`")
     parser.add_argument("out_dir")
     parser.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16)")
+    parser.add_argument("--scheduler", choices=("ddim", "ddpm"), default="ddim",
+                        help="sampler shipped with the model: ddim (deterministic) or ddpm (ancestral)")
     args = parser.parse_args(argv)
     state = json.loads((Path(args.checkpoint) / "state.json").read_text())
     pipe = pipeline_from_checkpoint(args.checkpoint)
+    if args.scheduler == "ddpm":
+        from diffusers import DDPMScheduler
+
+        pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     info = {"trained_with": "genaccel train", "steps": state["step"], "config": state["config"]}
     out = bundle_pipeline(pipe, args.out_dir, torch.float32 if args.fp32 else torch.float16, info)
     print(json.dumps({"bundle": str(out), "sha256": json.loads((out / MANIFEST_NAME).read_text())["sha256"]}))

@@ -35,3 +35,16 @@ def test_save_videos_roundtrip(tmp_path):
     files = sorted((tmp_path / "heldout").glob("*.npy"))
     index = int(files[0].stem)
     assert np.array_equal(np.load(files[0], allow_pickle=False), render_video(1, index, 16, 4)[0])
+
+
+def test_on_the_fly_dataset_matches_rendering():
+    from genaccel.data.videos import ShapeVideosDataset
+
+    dataset = ShapeVideosDataset(num_videos=20, size=16, num_frames=4, seed=3, split="heldout")
+    assert len(dataset) == 2
+    clip, label = dataset[1]
+    frames, expected = render_video(3, dataset.indices[1], 16, 4)
+    assert clip.shape == (4, 3, 16, 16) and label == expected
+    assert np.array_equal(((clip + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy(), frames)
+    with pytest.raises(ValueError, match="num_frames"):
+        ShapeVideosDataset(num_frames=1)
