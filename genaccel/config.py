@@ -20,7 +20,7 @@ class SparseAttentionConfig:
     dense_steps: the first k denoising steps of every pipeline call keep dense attention.
     dense_blocks: indices of attention blocks that keep dense attention (Flux counts the double-stream
         blocks first, then the single-stream ones).
-    backend: "auto", "sdpa", "flex", "xformers" or "reference" (see genaccel.attention.backends).
+    backend: "auto", "split", "concat", "flex", "xformers" or "reference" (see genaccel.attention.backends).
     """
 
     method: ClassVar[str]

@@ -40,17 +40,25 @@ def _scale(q: torch.Tensor, scale: float | None) -> float:
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid, window: Window,
                      shift: bool = False, *, scale: float | None = None, backend: str = "auto",
-                     prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                     prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     position_bias: torch.Tensor | None = None) -> torch.Tensor:
     """Attention inside non-overlapping windows of `grid`; `shift=True` shifts them by half a window.
 
     `prefix_kv`: optional (k, v) of shape (B, heads, T, D) that every query also attends exactly
-    (text tokens of joint attention). Returns (B, heads, N, D).
+    (text tokens of joint attention). `position_bias`: optional (heads, S, S) added to the logits
+    of query / key pairs by their positions inside the window (Swin's relative position bias, made
+    into a table), S the number of tokens in the (clamped) window. Returns (B, heads, N, D).
     """
     _check(q, k, v, grid)
     window = normalize_window(grid, window)
     partition = window_partition(tuple(grid), window, shift, q.device)
+    if position_bias is not None:
+        expected = (q.shape[1], partition.window_size, partition.window_size)
+        if tuple(position_bias.shape) != expected:
+            raise ValueError(f"position_bias must have shape (heads, S, S) = {expected} for window {window}, "
+                             f"got {tuple(position_bias.shape)}")
     return run_windowed(q, k, v, partition, proxies=False, scale=_scale(q, scale), backend=backend,
-                        prefix_kv=prefix_kv)
+                        prefix_kv=prefix_kv, position_bias=position_bias)
 
 
 def proxy_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid, window: Window,

@@ -48,10 +48,40 @@ class WindowPartition:
     token_window: torch.Tensor   # (N,) window index of each token
     counts: torch.Tensor         # (num_windows,) real tokens per window
     gather_index: torch.Tensor   # slot_to_token with padded slots pointing at a real token
+    shift: bool
+
+    @property
+    def key(self) -> tuple:
+        """Identifies the partition (and its device) for caches of derived tensors."""
+        return (self.grid, self.window, self.shift, str(self.valid.device))
 
     @property
     def has_padding(self) -> bool:
         return self.num_windows * self.window_size != math.prod(self.grid)
+
+    @property
+    def is_regular(self) -> bool:
+        """Windows tile the grid exactly (no padding, hence no shift offset): a permute can gather them,
+        which is faster than indexing."""
+        return not self.has_padding
+
+    def to_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, N, D) in grid order -> (B, H, num_windows * window_size, D) window by window."""
+        if not self.is_regular:
+            return x.index_select(2, self.gather_index)
+        dims = len(self.grid)
+        split = [d for g, w in zip(self.grid, self.window) for d in (g // w, w)]
+        order = [0, 1] + [2 + 2 * i for i in range(dims)] + [3 + 2 * i for i in range(dims)] + [2 + 2 * dims]
+        return x.reshape(*x.shape[:2], *split, x.shape[-1]).permute(order).reshape(x.shape)
+
+    def from_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of `to_windows`: window-ordered slots back to grid order, padding dropped."""
+        if not self.is_regular:
+            return x.index_select(2, self.token_to_slot)
+        dims = len(self.grid)
+        blocks = [g // w for g, w in zip(self.grid, self.window)]
+        order = [0, 1] + [d for i in range(dims) for d in (2 + i, 2 + dims + i)] + [2 + 2 * dims]
+        return x.reshape(*x.shape[:2], *blocks, *self.window, x.shape[-1]).permute(order).reshape(x.shape)
 
 
 @lru_cache(maxsize=64)
@@ -81,7 +111,7 @@ def _partition_cpu(grid: tuple[int, ...], window: tuple[int, ...], shift: bool) 
     token_to_slot[slot_to_token[real_slots]] = real_slots
     return WindowPartition(grid, window, num_windows, window_size, slot_to_token, token_to_slot,
                            valid, token_to_slot // window_size, valid.sum(1),
-                           slot_to_token.clamp(max=n_tokens - 1))
+                           slot_to_token.clamp(max=n_tokens - 1), shift)
 
 
 _DEVICE_CACHE: dict[tuple, WindowPartition] = {}
@@ -97,7 +127,7 @@ def window_partition(grid: tuple[int, ...], window: tuple[int, ...], shift: bool
         part = WindowPartition(
             cpu.grid, cpu.window, cpu.num_windows, cpu.window_size,
             *(t.to(device) for t in (cpu.slot_to_token, cpu.token_to_slot, cpu.valid,
-                                     cpu.token_window, cpu.counts, cpu.gather_index)))
+                                     cpu.token_window, cpu.counts, cpu.gather_index)), cpu.shift)
         if len(_DEVICE_CACHE) > 256:
             _DEVICE_CACHE.clear()
         _DEVICE_CACHE[key] = part

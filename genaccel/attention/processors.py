@@ -14,6 +14,31 @@ from genaccel.attention.ops import joint_attention
 from genaccel.config import SparseAttentionConfig
 
 
+def _heads_qkv(attn, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of an `Attention` module as (B, heads, S, D), with its q / k norms applied."""
+    batch = hidden_states.shape[0]
+    query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+    head_dim = key.shape[-1] // attn.heads
+    query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    return query, key, value
+
+
+def _projections(attn, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v projections of an `AttentionModuleMixin` module (Flux, Wan), fused or not: (B, S, inner)."""
+    if attn.fused_projections:
+        return attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    return attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+
+
+def _merge_heads(out: torch.Tensor) -> torch.Tensor:
+    """(B, heads, S, D) -> (B, S, heads * D)."""
+    return out.transpose(1, 2).flatten(2, 3)
+
+
 class SparseProcessor:
     """Common part: when to stay dense, and the sparse attention call on (B, heads, S, D)."""
 
@@ -62,16 +87,8 @@ class SelfAttentionProcessor(SparseProcessor):
             hidden_states = attn.spatial_norm(hidden_states, temb)
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        batch = hidden_states.shape[0]
-        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-        out = self.attend(query, key, value, text_len=0, text_first=True)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        query, key, value = _heads_qkv(attn, hidden_states)
+        out = _merge_heads(self.attend(query, key, value, text_len=0, text_first=True)).to(query.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
             out = out + residual
@@ -87,14 +104,8 @@ class SD3JointProcessor(SparseProcessor):
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
         self.reject_mask(attention_mask)
         batch, n_image = hidden_states.shape[:2]
-        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        split = lambda t: t.view(batch, -1, attn.heads, head_dim).transpose(1, 2)  # noqa: E731
-        query, key, value = split(query), split(key), split(value)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+        query, key, value = _heads_qkv(attn, hidden_states)
+        split = lambda t: t.view(batch, -1, attn.heads, query.shape[-1]).transpose(1, 2)  # noqa: E731
         text_len = 0
         if encoder_hidden_states is not None:
             text_q = split(attn.add_q_proj(encoder_hidden_states))
@@ -106,8 +117,7 @@ class SD3JointProcessor(SparseProcessor):
                 text_k = attn.norm_added_k(text_k)
             query, key, value = (torch.cat(p, dim=2) for p in ((query, text_q), (key, text_k), (value, text_v)))
             text_len = encoder_hidden_states.shape[1]
-        out = self.attend(query, key, value, text_len=text_len, text_first=False)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = _merge_heads(self.attend(query, key, value, text_len=text_len, text_first=False)).to(query.dtype)
         image_out = attn.to_out[1](attn.to_out[0](out[:, :n_image]))
         if encoder_hidden_states is None:
             return image_out
@@ -127,10 +137,7 @@ class FluxProcessor(SparseProcessor):
         from diffusers.models.embeddings import apply_rotary_emb
 
         self.reject_mask(attention_mask)
-        if attn.fused_projections:
-            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        else:
-            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        query, key, value = _projections(attn, hidden_states)
         heads = lambda t: t.unflatten(-1, (-1, attn.head_dim))  # noqa: E731  (B, S, H, D)
         query, key, value = heads(query), heads(key), heads(value)
         query, key = attn.norm_q(query), attn.norm_k(key)
@@ -170,20 +177,11 @@ class CogVideoXProcessor(SparseProcessor):
 
         self.reject_mask(attention_mask)
         text_len = encoder_hidden_states.shape[1]
-        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-        batch = hidden_states.shape[0]
-        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+        query, key, value = _heads_qkv(attn, torch.cat([encoder_hidden_states, hidden_states], dim=1))
         if image_rotary_emb is not None:
             query = torch.cat([query[:, :, :text_len], apply_rotary_emb(query[:, :, text_len:], image_rotary_emb)], 2)
             key = torch.cat([key[:, :, :text_len], apply_rotary_emb(key[:, :, text_len:], image_rotary_emb)], 2)
-        out = self.attend(query, key, value, text_len=text_len, text_first=True)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+        out = _merge_heads(self.attend(query, key, value, text_len=text_len, text_first=True))
         out = attn.to_out[1](attn.to_out[0](out))
         text_out, video_out = out.split([text_len, out.shape[1] - text_len], dim=1)
         return video_out, text_out
@@ -197,10 +195,7 @@ class WanProcessor(SparseProcessor):
         if self.dense_now() or encoder_hidden_states is not None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         self.reject_mask(attention_mask)
-        if attn.fused_projections:
-            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        else:
-            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        query, key, value = _projections(attn, hidden_states)
         query, key = attn.norm_q(query), attn.norm_k(key)
         query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))  # (B, S, H, D)
         if rotary_emb is not None:

@@ -18,13 +18,20 @@ def _softmax_combine(logit_blocks: list[torch.Tensor], value_blocks: list[torch.
 
 def reference_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                partition: WindowPartition, *, proxies: bool, scale: float,
-                               prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Window attention (proxies=False) or proxy attention (proxies=True), densely masked."""
+                               prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                               position_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Window attention (proxies=False) or proxy attention (proxies=True), densely masked.
+
+    `position_bias` (heads, S, S) is added to the logit of every same-window pair by their slot
+    positions inside the window."""
     compute_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k, v = (t.to(compute_dtype) for t in (q, k, v))
     window_of = partition.token_window  # (N,)
     same_window = window_of[:, None] == window_of[None, :]
     local = (q @ k.transpose(-1, -2)) * scale
+    if position_bias is not None:
+        position = partition.token_to_slot % partition.window_size
+        local = local + position_bias.to(compute_dtype)[:, position[:, None], position[None, :]]
     logits = [local.masked_fill(~same_window, float("-inf"))]
     values = [v]
     if proxies:

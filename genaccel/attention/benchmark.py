@@ -1,0 +1,107 @@
+"""Dense SDPA vs window vs proxy attention at PixArt's and CogVideoX-5B's attention geometries.
+
+Both sides run in one process, interleaved, median of `runs` after warm-up. The ideal ratio is the
+dense FLOPs over the sparse FLOPs (keys attended per query, padding and proxies included); the share
+reached is the measured speedup over that ideal.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from genaccel.attention.ops import proxy_attention, window_attention
+from genaccel.attention.partition import normalize_window, window_partition
+from genaccel.eval.timing import time_interleaved
+
+
+@dataclass(frozen=True)
+class Geometry:
+    name: str
+    grid: tuple[int, ...]
+    heads: int
+    head_dim: int
+
+
+IMAGE_GEOMETRIES = [Geometry(f"{n // 1024}k image tokens", (int(math.isqrt(n)),) * 2, 16, 72) for n in (1024, 4096, 16384)]
+VIDEO_GEOMETRY = Geometry("CogVideoX-5B video (13x30x45)", (13, 30, 45), 48, 64)
+METHODS = [("window", (8, 8)), ("proxy", (8, 8)), ("proxy", (4, 4))]
+
+
+def keys_per_query(method: str, grid: tuple[int, ...], window: tuple[int, ...]) -> int:
+    window = normalize_window(grid, (1, *window) if len(window) < len(grid) else window)
+    partition = window_partition(grid, window, False, torch.device("cpu"))
+    return partition.window_size + (partition.num_windows if method == "proxy" else 0)
+
+
+def run_geometry(geometry: Geometry, *, device: torch.device, dtype: torch.dtype, runs: int, warmup: int,
+                 batch: int = 1) -> list[dict]:
+    n_tokens = math.prod(geometry.grid)
+    q, k, v = (torch.randn(batch, geometry.heads, n_tokens, geometry.head_dim, device=device, dtype=dtype)
+               for _ in range(3))
+    fns = {"dense": lambda: F.scaled_dot_product_attention(q, k, v)}
+    for method, window in METHODS:
+        op = window_attention if method == "window" else proxy_attention
+        full_window = (1, *window) if len(geometry.grid) == 3 else window
+        fns[f"{method} {'x'.join(map(str, window))}"] = (
+            lambda op=op, w=full_window: op(q, k, v, geometry.grid, w))
+    with torch.no_grad():
+        timings = time_interleaved(fns, warmup=warmup, runs=runs, device=device)
+    dense_s = timings["dense"].median_s
+    rows = []
+    for name, timing in timings.items():
+        if name == "dense":
+            ideal = 1.0
+        else:
+            method, window_text = name.split()
+            window = tuple(int(x) for x in window_text.split("x"))
+            ideal = n_tokens / keys_per_query(method, geometry.grid, window)
+        speedup = dense_s / timing.median_s
+        rows.append(dict(geometry=geometry.name, tokens=n_tokens, heads=f"{geometry.heads}x{geometry.head_dim}",
+                         method=name, median_ms=timing.median_ms, speedup=speedup, ideal=ideal,
+                         share=speedup / ideal, runs=runs))
+    return rows
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def pixart_sigma_step(*, device: torch.device, dtype: torch.dtype, runs: int, warmup: int, num_layers: int = 28,
+                      grid: int = 128) -> list[dict]:
+    """One PixArt-Sigma-2048-geometry transformer step (width 1152, 16 x 72 heads, 128 x 128 = 16,384
+    tokens, CFG batch 2, random weights): dense vs proxy 8x8 vs window 8x8, end to end."""
+    import genaccel
+    from diffusers import PixArtTransformer2DModel
+
+    torch.manual_seed(0)
+    model = PixArtTransformer2DModel(
+        sample_size=grid * 2, num_layers=num_layers, attention_head_dim=72, num_attention_heads=16, in_channels=4,
+        out_channels=8, cross_attention_dim=1152, caption_channels=4096, patch_size=2, norm_type="ada_norm_single",
+        use_additional_conditions=False, interpolation_scale=None).to(device=device, dtype=dtype).eval()
+    inputs = dict(hidden_states=torch.randn(2, 4, grid * 2, grid * 2, device=device, dtype=dtype),
+                  encoder_hidden_states=torch.randn(2, 300, 4096, device=device, dtype=dtype),
+                  timestep=torch.tensor([500, 500], device=device),
+                  added_cond_kwargs={"resolution": None, "aspect_ratio": None})
+    configs = {"dense": None, "proxy 8x8": genaccel.ProxyAttentionConfig(window=(8, 8)),
+               "window 8x8 (+alt shift)": genaccel.WindowAttentionConfig(window=(8, 8), shift="alternate")}
+    timings = {}
+    with torch.no_grad():
+        for name, config in configs.items():  # patches differ per method, so methods run one after another
+            if config is not None:
+                genaccel.apply(model, config)
+            timings[name] = time_interleaved({name: lambda: model(**inputs)}, warmup=warmup, runs=runs,
+                                             device=device)[name]
+            if config is not None:
+                genaccel.remove(model)
+    dense_s = timings["dense"].median_s
+    name = f"PixArt-Sigma-2048 step ({num_layers} blocks, {grid * grid} tokens, CFG batch 2)"
+    return [dict(geometry=name, tokens=grid * grid, heads="16x72", method=method, median_ms=t.median_ms,
+                 speedup=dense_s / t.median_s, ideal=float("nan"), share=float("nan"), runs=runs)
+            for method, t in timings.items()]
