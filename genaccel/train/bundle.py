@@ -65,7 +65,10 @@ def load_bundled_pipeline(folder: str | Path, device: str | torch.device = "cpu"
     if digest != manifest["sha256"]:
         raise ValueError(f"sha256 of {folder / manifest['weights']} is {digest} but {MANIFEST_NAME} "
                          f"records {manifest['sha256']}: the weights are corrupt or were replaced")
-    allowed = {"DiTTransformer2DModel": diffusers.DiTTransformer2DModel}
+    from genaccel.models import LaMambaDiTModel, PTDiTTransformer2DModel
+
+    allowed = {"DiTTransformer2DModel": diffusers.DiTTransformer2DModel,
+               "PTDiTTransformer2DModel": PTDiTTransformer2DModel, "LaMambaDiTModel": LaMambaDiTModel}
     schedulers = {"DDIMScheduler": diffusers.DDIMScheduler, "DDPMScheduler": diffusers.DDPMScheduler}
     if manifest["transformer_class"] not in allowed or manifest["scheduler_class"] not in schedulers:
         raise ValueError(f"unsupported bundled classes {manifest['transformer_class']}/{manifest['scheduler_class']};"

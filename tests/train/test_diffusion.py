@@ -107,17 +107,15 @@ def test_cli_reports_user_errors(tmp_path, capsys):
     assert "no checkpoint to resume" in capsys.readouterr().err
 
 
-def test_unavailable_architecture_is_a_clear_error():
-    try:
-        import genaccel.models as models
-
-        available = hasattr(models, "PTDiTTransformer2DModel")
-    except ImportError:
-        available = False
-    if available:
-        pytest.skip("genaccel.models provides PTDiTTransformer2DModel on this branch")
-    with pytest.raises(ValueError, match="needs genaccel.models.PTDiTTransformer2DModel"):
-        build_model(TrainConfig(output_dir="unused", arch="ptdit", **TINY), 4)
+@pytest.mark.parametrize("arch, class_name", [("ptdit", "PTDiTTransformer2DModel"), ("lamamba", "LaMambaDiTModel")])
+def test_genaccel_models_train_through_the_same_loop(tmp_path, arch, class_name):
+    small = {**TINY, "num_images": 20, "width": 16, "heads": 1, "batch_size": 2, "max_steps": 2, "sample_steps": 1}
+    config = TrainConfig(output_dir=str(tmp_path), arch=arch, **small)
+    assert type(build_model(config, num_classes=8)).__name__ == class_name
+    train(config)
+    state = json.loads((tmp_path / "checkpoints" / "step-2" / "state.json").read_text())
+    assert state["step"] == 2 and state["config"]["arch"] == arch
+    assert json.loads((tmp_path / "final" / "transformer" / "config.json").read_text())["_class_name"] == class_name
 
 
 def test_trains_from_an_image_folder(tmp_path):
