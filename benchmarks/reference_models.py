@@ -112,7 +112,7 @@ def main() -> None:
     manifest_steps = __import__("json").loads((REFERENCE_DIR / "manifest.json").read_text())["info"].get("steps")
     body = "\n".join([
         f"Bundled reference model `demo_dit` (DiTTransformer2DModel, 32x32 pixels, 16x16 tokens, trained "
-        f"{manifest_steps} steps on the shapes dataset), {len(labels)} images ({args.per_class} per class), "
+        f"on the shapes dataset; {manifest_steps} steps in its last phase, see docs/training.md), {len(labels)} images ({args.per_class} per class), "
         f"{args.steps} DDIM steps, guidance {args.guidance_scale} (a CFG batch of {2 * len(labels)}), seed {args.seed}. "
         "PSNR/SSIM: sparse-attention images against the dense images from the same seeds. "
         f"Time: one pipeline call of {args.time_images} images and {args.time_steps} DDIM steps (same guidance), "

@@ -77,7 +77,9 @@ def load_bundled_pipeline(folder: str | Path, device: str | torch.device = "cpu"
     transformer = transformer_class.from_config(transformer_class.load_config(folder))
     state = {name: value.to(dtype) for name, value in load_safetensors(data).items()}
     transformer.load_state_dict(state, strict=True)
-    transformer.to(device=device, dtype=dtype).eval()
+    if dtype != next(transformer.parameters()).dtype:
+        transformer.to(dtype=dtype)
+    transformer.to(device).eval()
     scheduler_class = schedulers[manifest["scheduler_class"]]
     scheduler = scheduler_class.from_config(scheduler_class.load_config(folder))
     pipe = ClassConditionalPipeline(transformer=transformer, scheduler=scheduler, class_names=manifest["classes"])
