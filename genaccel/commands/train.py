@@ -1,0 +1,62 @@
+"""`genaccel train`: class-conditional pixel-space diffusion training (runs under `accelerate launch` too)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from genaccel.errors import UserFacingError
+
+_HELP = {
+    "data": "'shapes' (generated on the fly) or a folder of same-size images with labels.csv",
+    "num_images": "size of the generated shapes dataset (train + held-out)",
+    "arch": "dit (diffusers DiTTransformer2DModel), ptdit or lamamba (genaccel.models)",
+    "batch_size": "images per process per step",
+    "max_minutes": "stop and save after this many minutes (0: no limit)",
+    "init_from": "a checkpoint folder whose model weights start this run (fresh optimizer, EMA and step)",
+    "sample_every": "write a sample grid PNG every N steps (0: only at the end)",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from genaccel.train.diffusion import ARCHS, MIXED_PRECISION, PREDICTION_TYPES, TrainConfig
+
+    parser = subparsers.add_parser("train", help="train a class-conditional pixel-space diffusion transformer",
+                                   description=__doc__)
+    parser.add_argument("output_dir", help="where checkpoints, samples, log.jsonl and final/ go")
+    choices = {"arch": ARCHS, "prediction_type": PREDICTION_TYPES, "mixed_precision": MIXED_PRECISION}
+    for field in fields(TrainConfig):
+        if field.name == "output_dir":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=_HELP.get(field.name))
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(field.type)]
+            parser.add_argument(flag, type=kind, default=field.default, choices=choices.get(field.name),
+                                help=_HELP.get(field.name, f"default: {field.default}"))
+    parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder to continue from")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from genaccel.train.diffusion import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    values = {field.name: getattr(args, field.name) for field in fields(TrainConfig)}
+    config = TrainConfig(**values)
+    if args.data != "shapes" and not Path(args.data).is_dir():
+        raise UserFacingError(f"--data must be 'shapes' or an existing image folder, got {args.data!r}")
+    try:
+        final = train(config, resume=args.resume)
+    except (ValueError, FileNotFoundError) as error:
+        raise UserFacingError(str(error)) from None
+    print(json.dumps({"pipeline": str(final)}))
+    return 0

@@ -1,0 +1,361 @@
+"""Class-conditional diffusion training in pixel space on accelerate.
+
+The loop is deterministic given the seed: batch order is a seeded permutation per epoch, and the
+noise, timesteps and label dropout of step s on process r come from a generator seeded with
+(seed, s, r). A run resumed from a checkpoint therefore continues exactly as if it had never
+stopped. `batch_size` is per process; processes take disjoint slices of the global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genaccel.train.ema import EMA
+
+ARCHS = ("dit", "ptdit", "lamamba")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved into every checkpoint's state.json."""
+
+    output_dir: str
+    data: str = "shapes"  # "shapes" or a folder of images (with labels.csv for classes)
+    num_images: int = 4000  # size of the generated shapes dataset (train + held-out)
+    image_size: int = 32
+    data_seed: int = 0
+    arch: str = "dit"
+    width: int = 192
+    depth: int = 6
+    heads: int = 4
+    patch_size: int = 2
+    prediction_type: str = "epsilon"
+    beta_schedule: str = "squaredcos_cap_v2"
+    num_train_timesteps: int = 1000
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    max_steps: int = 1000
+    class_dropout: float = 0.1
+    hflip: bool = True
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 500
+    sample_every: int = 0  # 0: only at the end
+    sample_steps: int = 50
+    guidance_scale: float = 1.5
+    log_every: int = 10
+    max_minutes: float = 0.0  # stop (and save) after this much wall time; 0: no limit
+    init_from: str = ""  # a checkpoint whose model weights start a new run (fresh optimizer, EMA, step 0)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        for name in ("width", "depth", "heads", "patch_size", "batch_size", "max_steps", "num_train_timesteps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.width % self.heads:
+            raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def load_training_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
+    """The whole training set in memory: (uint8 images (N, 3, H, W), int64 labels (N,), class names)."""
+    from tqdm.auto import tqdm
+
+    if config.data == "shapes":
+        from genaccel.data.shapes import SHAPE_CLASSES, ShapesDataset
+
+        dataset = ShapesDataset(config.num_images, config.image_size, config.data_seed, "train")
+        classes = list(SHAPE_CLASSES)
+    else:
+        from genaccel.data.image_folder import ImageFolderDataset
+
+        dataset = ImageFolderDataset(config.data)
+        if dataset.size != (config.image_size, config.image_size):
+            raise ValueError(f"images in {config.data} are {dataset.size[0]}x{dataset.size[1]} but "
+                             f"image_size is {config.image_size}; give --image-size to match")
+        classes = dataset.classes
+    images, labels = [], []
+    for item in tqdm(range(len(dataset)), desc="loading data", leave=False):
+        image, label = dataset[item]
+        images.append(((image + 1) * 127.5).round().to(torch.uint8))
+        labels.append(label)
+    labels_tensor = torch.tensor(labels, dtype=torch.long)
+    if classes is None:
+        classes = [str(k) for k in range(int(labels_tensor.max()) + 1)]
+    return torch.stack(images), labels_tensor, classes
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """A freshly initialised transformer with DiT's call signature for `config.arch`."""
+    common = dict(num_attention_heads=config.heads, attention_head_dim=config.width // config.heads,
+                  in_channels=3, out_channels=3, num_layers=config.depth, sample_size=config.image_size,
+                  patch_size=config.patch_size, num_embeds_ada_norm=num_classes)
+    if config.arch == "dit":
+        from diffusers import DiTTransformer2DModel
+
+        return DiTTransformer2DModel(**common)
+    class_name = {"ptdit": "PTDiTTransformer2DModel", "lamamba": "LaMambaDiTModel"}[config.arch]
+    try:
+        import genaccel.models as models
+
+        model_class = getattr(models, class_name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"arch {config.arch!r} needs genaccel.models.{class_name}, which this install "
+                         "does not have; use arch 'dit' or update genaccel") from None
+    return model_class(**common)
+
+
+def _disable_internal_label_dropout(model: nn.Module) -> None:
+    """Turn off DiT's own random label dropout (it draws from the global RNG); the loop drops labels itself."""
+    from diffusers.models.embeddings import LabelEmbedding
+
+    for module in model.modules():
+        if isinstance(module, LabelEmbedding):
+            module.dropout_prob = 0.0
+
+
+def make_scheduler(config: TrainConfig):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
+                         prediction_type=config.prediction_type, clip_sample=True)
+
+
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+
+
+def batch_indices(num_items: int, step: int, batch_size: int, rank: int, num_processes: int,
+                  seed: int) -> torch.Tensor:
+    """Indices of this process's share of global step `step`: a seeded permutation per epoch."""
+    global_batch = batch_size * num_processes
+    if global_batch > num_items:
+        raise ValueError(f"global batch ({global_batch}) is larger than the dataset ({num_items} images)")
+    per_epoch = num_items // global_batch
+    epoch, position = divmod(step, per_epoch)
+    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    start = position * global_batch + rank * batch_size
+    return order[start:start + batch_size]
+
+
+def diffusion_loss(model: nn.Module, scheduler, images: torch.Tensor, labels: torch.Tensor,
+                   generator: torch.Generator, null_label: int, class_dropout: float) -> torch.Tensor:
+    """MSE between the model's prediction and the scheduler's target for randomly noised `images`."""
+    noise = torch.randn(images.shape, generator=generator).to(images.device)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],),
+                              generator=generator).to(images.device)
+    drop = (torch.rand(labels.shape[0], generator=generator) < class_dropout).to(labels.device)
+    labels = torch.where(drop, torch.full_like(labels, null_label), labels)
+    noisy = scheduler.add_noise(images, noise, timesteps)
+    target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(images, noise, timesteps)
+    prediction = model(noisy, timestep=timesteps, class_labels=labels).sample[:, : images.shape[1]]
+    return torch.nn.functional.mse_loss(prediction.float(), target.float())
+
+
+def _learning_rate(config: TrainConfig, step: int) -> float:
+    return config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint folder with the highest step under `output_dir/checkpoints`, or None."""
+    folder = Path(output_dir) / "checkpoints"
+    steps = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("step-*") if (p / "state.json").exists())
+    return steps[-1][1] if steps else None
+
+
+def save_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
+                    config: TrainConfig, step: int, classes: list[str]) -> None:
+    """Weights (safetensors), EMA (safetensors), optimizer (torch.save) and state.json into `folder`."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder / "model")
+    save_file(ema.state_dict(), folder / "ema.safetensors")
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    state = {"step": step, "config": asdict(config), "classes": classes}
+    (folder / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def init_weights(model: nn.Module, checkpoint: Path) -> None:
+    """Start from the (non-EMA) model weights of a checkpoint, e.g. to switch prediction type."""
+    from safetensors.torch import load_file
+
+    weights = checkpoint / "model" / "diffusion_pytorch_model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint: it has no {weights.relative_to(checkpoint)}")
+    model.load_state_dict(load_file(weights), strict=True)
+
+
+def load_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore what `save_checkpoint` wrote (optimizer state with weights_only=True); returns state.json."""
+    from safetensors.torch import load_file
+
+    state_path = folder / "state.json"
+    if not state_path.exists():
+        raise FileNotFoundError(f"{folder} is not a checkpoint: it has no state.json")
+    weights = load_file(folder / "model" / "diffusion_pytorch_model.safetensors")
+    model.load_state_dict(weights, strict=True)
+    ema.load_state_dict(load_file(folder / "ema.safetensors"))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
+    return json.loads(state_path.read_text())
+
+
+def export_pipeline(model: nn.Module, ema: EMA, config: TrainConfig, classes: list[str], folder: Path):
+    """A ClassConditionalPipeline with the EMA weights and a DDIM scheduler, saved to `folder`."""
+    from diffusers import DDIMScheduler
+
+    from genaccel.pipelines.class_conditional import ClassConditionalPipeline
+
+    ema_model = copy.deepcopy(model).eval()
+    ema.copy_to(ema_model)
+    scheduler = DDIMScheduler.from_config(make_scheduler(config).config)
+    pipe = ClassConditionalPipeline(transformer=ema_model, scheduler=scheduler, class_names=classes)
+    pipe.set_progress_bar_config(disable=True)
+    if folder is not None:
+        pipe.save_pretrained(folder)
+        (folder / "classes.txt").write_text("\n".join(classes) + "\n")
+    return pipe
+
+
+def pipeline_from_checkpoint(folder: str | Path):
+    """The ClassConditionalPipeline (EMA weights, DDIM scheduler) of a checkpoint written by `train`."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state_path = folder / "state.json"
+    if not state_path.exists():
+        raise FileNotFoundError(f"{folder} is not a checkpoint: it has no state.json")
+    state = json.loads(state_path.read_text())
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(config, len(state["classes"]))
+    ema = EMA(model, config.ema_decay)
+    ema.load_state_dict(load_file(folder / "ema.safetensors"))
+    return export_pipeline(model, ema, config, state["classes"], None)
+
+
+def save_sample_grid(pipe, config: TrainConfig, path: Path, per_class: int = 4) -> None:
+    """A grid PNG: one column per class, `per_class` rows, from a fixed seed."""
+    from genaccel.pipelines.class_conditional import image_grid
+
+    num_classes = pipe.num_classes
+    labels = [c for _ in range(per_class) for c in range(num_classes)]
+    generator = torch.Generator().manual_seed(config.seed)
+    images = pipe(labels, num_inference_steps=config.sample_steps, generator=generator,
+                  guidance_scale=config.guidance_scale).images
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images, columns=num_classes).save(path)
+
+
+def train(config: TrainConfig, resume: str | None = None) -> Path:
+    """Run (or resume) training; returns the folder of the exported final pipeline."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    config.validate()
+    output_dir = Path(config.output_dir)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    images, labels, classes = load_training_data(config)
+    num_classes = len(classes)
+    torch.manual_seed(config.seed)  # the initial weights are a function of the seed
+    model = build_model(config, num_classes)
+    _disable_internal_label_dropout(model)
+    if config.gradient_checkpointing:
+        if not getattr(model, "_supports_gradient_checkpointing", False):
+            raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
+        model.enable_gradient_checkpointing()
+    if config.init_from and resume is None:
+        init_weights(model, Path(config.init_from))
+    ema = EMA(model, config.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    step = 0
+    if resume is not None:
+        checkpoint = latest_checkpoint(output_dir) if resume == "latest" else Path(resume)
+        if checkpoint is None:
+            raise FileNotFoundError(f"no checkpoint to resume under {output_dir / 'checkpoints'}")
+        step = load_checkpoint(checkpoint, model, ema, optimizer)["step"]
+    scheduler = make_scheduler(config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    images = images.to(accelerator.device)
+    labels = labels.to(accelerator.device)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    log_path = output_dir / "log.jsonl"
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    progress = tqdm(total=config.max_steps, initial=step, desc="train", disable=not accelerator.is_main_process)
+    model.train()
+    started = time.monotonic()
+    while step < config.max_steps:
+        if config.max_minutes > 0:
+            out_of_time = torch.tensor(float(time.monotonic() - started > 60 * config.max_minutes),
+                                       device=accelerator.device)
+            if accelerator.reduce(out_of_time, reduction="sum").item() > 0:
+                break
+        generator = _step_generator(config.seed, step, rank)
+        index = batch_indices(len(images), step, config.batch_size, rank, world, config.seed).to(images.device)
+        batch = images[index].float() / 127.5 - 1.0
+        if config.hflip:
+            flip = (torch.rand(batch.shape[0], generator=generator) < 0.5).to(batch.device)
+            batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        with accelerator.autocast():
+            loss = diffusion_loss(model, scheduler, batch, labels[index], generator, num_classes, config.class_dropout)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(accelerator.unwrap_model(model))
+        step += 1
+        progress.update(1)
+        if step % config.log_every == 0 or step == config.max_steps:
+            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+            progress.set_postfix(loss=f"{mean_loss:.4f}")
+            if accelerator.is_main_process:
+                with log_path.open("a") as handle:
+                    handle.write(json.dumps({"step": step, "loss": mean_loss, "lr": _learning_rate(config, step - 1)}) + "\n")
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                save_checkpoint(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer,
+                                config, step, classes)
+            if config.sample_every and step % config.sample_every == 0:
+                pipe = export_pipeline(unwrapped, ema, config, classes, None)
+                save_sample_grid(pipe, config, output_dir / "samples" / f"step-{step:07d}.png")
+                model.train()
+    progress.close()
+    accelerator.wait_for_everyone()
+    final = output_dir / "final"
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        save_checkpoint(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step, classes)
+        pipe = export_pipeline(unwrapped, ema, config, classes, final)
+        save_sample_grid(pipe, config, output_dir / "samples" / f"step-{step:07d}.png")
+    accelerator.wait_for_everyone()
+    return final

@@ -1,0 +1,69 @@
+import hashlib
+import json
+
+import pytest
+import torch
+
+from genaccel.pipelines.reference import REFERENCE_DIR, load_reference_pipeline
+from genaccel.train.bundle import bundle_pipeline, load_bundled_pipeline, main
+from genaccel.train.diffusion import TrainConfig, pipeline_from_checkpoint, train
+
+
+def _sample(pipe, steps=2):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe([0, 1], num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+                guidance_scale=2.0, output_type="pt").images
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(output_dir=str(out), num_images=20, image_size=16, width=16, depth=1, heads=1,
+                         batch_size=2, max_steps=2, sample_steps=1)
+    torch.set_num_threads(1)
+    train(config)
+    return out / "checkpoints" / "step-2"
+
+
+def test_bundle_roundtrip_float32_is_exact(checkpoint, tmp_path):
+    pipe = pipeline_from_checkpoint(checkpoint)
+    bundle_pipeline(pipe, tmp_path, dtype=torch.float32)
+    loaded = load_bundled_pipeline(tmp_path)
+    assert loaded.class_names == pipe.class_names
+    assert torch.equal(_sample(pipe), _sample(loaded))
+
+
+def test_bundle_cli_float16_manifest_hash(checkpoint, tmp_path, capsys):
+    main([str(checkpoint), str(tmp_path)])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    data = (tmp_path / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest() and manifest["weights_dtype"] == "float16"
+    assert manifest["info"]["steps"] == 2
+    loaded = load_bundled_pipeline(tmp_path)
+    assert next(loaded.transformer.parameters()).dtype == torch.float32
+    torch.testing.assert_close(_sample(loaded), _sample(pipeline_from_checkpoint(checkpoint)), atol=2e-2, rtol=0)
+
+
+def test_tampered_weights_are_refused(checkpoint, tmp_path):
+    bundle_pipeline(pipeline_from_checkpoint(checkpoint), tmp_path)
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256 of .* is .* but manifest.json records"):
+        load_bundled_pipeline(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        load_bundled_pipeline(tmp_path / "missing")
+
+
+def test_reference_model_verifies_loads_and_samples():
+    manifest = json.loads((REFERENCE_DIR / "manifest.json").read_text())
+    data = (REFERENCE_DIR / manifest["weights"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == manifest["sha256"]
+    assert len(data) <= 20 * 2**20
+    pipe = load_reference_pipeline()
+    config = pipe.transformer.config
+    assert (config.sample_size, config.patch_size, config.in_channels) == (32, 2, 3)
+    assert pipe.class_names == manifest["classes"] and pipe.num_classes == len(manifest["classes"])
+    images = _sample(pipe)
+    assert images.shape == (2, 3, 32, 32) and torch.equal(images, _sample(pipe))
