@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed and fidelity of sparse attention on a diffusers pipeline",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="demo",
-                        help="`demo` (embedded model), a local pipeline folder or a hub id (default: demo)")
+                        help="`demo` (the reference DiT genaccel trained, 32 px), `demo-random` (a 4096-token DiT with "
+                             "random weights, for speed), a local pipeline folder or a hub id (default: demo)")
     parser.add_argument("--methods", nargs="+", default=["dense", "proxy:4x4", "window:8x8"],
                         help="dense, proxy:HxW, window:HxW, with +shift / +alternate / +dense-steps=N ..., "
                              "separated by spaces or commas "
@@ -45,14 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _conditions(args: argparse.Namespace, pipe) -> list:
     from genaccel.pipelines.loading import is_class_conditional
-    from genaccel.pipelines.prompts import BUILTIN_CLASS_LABELS, BUILTIN_PROMPTS, class_labels, load_prompts
+    from genaccel.pipelines.prompts import BUILTIN_PROMPTS, builtin_class_labels, class_labels, load_prompts
 
     class_conditional = is_class_conditional(pipe)
     if args.prompts:
         prompts = load_prompts(args.prompts)
         conditions = class_labels(prompts, pipe) if class_conditional else prompts
     else:
-        conditions = list(BUILTIN_CLASS_LABELS if class_conditional else BUILTIN_PROMPTS)
+        conditions = builtin_class_labels(pipe) if class_conditional else list(BUILTIN_PROMPTS)
     if args.num_prompts is not None:
         if args.num_prompts < 1:
             raise ValueError(f"--num-prompts must be >= 1, got {args.num_prompts}")

@@ -18,15 +18,21 @@ def parse_dtype(name: str) -> torch.dtype:
 
 
 def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    """`demo` (the embedded model), a local folder, or a hub id, through DiffusionPipeline.from_pretrained."""
+    """`demo` (the bundled reference DiT), `demo-random` (the 4096-token DiT with random weights), a local
+    folder, or a hub id, through DiffusionPipeline.from_pretrained."""
     if model == "demo":
+        from genaccel.pipelines.reference import load_reference_pipeline
+
+        return load_reference_pipeline(device, dtype)
+    if model == "demo-random":
         from genaccel.pipelines.demo import load_demo_pipeline
 
         return load_demo_pipeline(device, dtype)
     from diffusers import DiffusionPipeline
 
     if Path(model).exists() and not Path(model).is_dir():
-        raise ValueError(f"{model} is a file; pass a pipeline folder (with model_index.json), a hub id or `demo`")
+        raise ValueError(f"{model} is a file; pass a pipeline folder (with model_index.json), a hub id, `demo` "
+                         "or `demo-random`")
     pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype)
     return pipe.to(device)
 

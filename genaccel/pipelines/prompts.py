@@ -19,7 +19,19 @@ BUILTIN_PROMPTS = (
     "a cozy reading nook with a cat asleep on a pile of books",
 )
 # ImageNet ids used in DiT's examples and papers' grids: golden retriever, husky, cliff, ...
-BUILTIN_CLASS_LABELS = (207, 250, 972, 88, 279, 360, 387, 974)
+BUILTIN_CLASS_LABELS = (207, 250, 972, 88, 279, 360, 387, 974)  # ImageNet ids, for 1000-class DiTs
+
+
+def builtin_class_labels(pipe) -> list[int]:
+    """The built-in ImageNet ids for 1000-class models; every class (up to 8) for smaller ones."""
+    num_classes = _num_classes(pipe)
+    if num_classes is None or num_classes > max(BUILTIN_CLASS_LABELS):
+        return list(BUILTIN_CLASS_LABELS)
+    return list(range(min(num_classes, len(BUILTIN_CLASS_LABELS))))
+
+
+def _num_classes(pipe) -> int | None:
+    return getattr(getattr(getattr(pipe, "transformer", None), "config", None), "num_embeds_ada_norm", None)
 
 
 def load_prompts(path: str | Path) -> list[str]:
@@ -45,7 +57,7 @@ def class_labels(prompts: list[str], pipe) -> list[int]:
         except (AttributeError, KeyError, ValueError, TypeError):
             raise ValueError(f"{type(pipe).__name__} is class-conditional: prompt {prompt!r} must be a class id "
                              "(integer) or a label name the pipeline knows") from None
-    num_classes = getattr(getattr(getattr(pipe, "transformer", None), "config", None), "num_embeds_ada_norm", None)
+    num_classes = _num_classes(pipe)
     bad = [label for label in labels if num_classes is not None and not 0 <= label < num_classes]
     if bad:
         raise ValueError(f"class ids {bad} are outside the pipeline's {num_classes} classes (0..{num_classes - 1})")

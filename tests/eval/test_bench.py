@@ -107,3 +107,14 @@ def test_methods_may_be_comma_separated_as_in_the_docs() -> None:
     methods = parse_methods(["dense,proxy:4x4,window:8x8+shift+dense-blocks=0,3"])
     assert [m.spec for m in methods] == ["dense", "proxy:4x4", "window:8x8+shift+dense-blocks=0,3"]
     assert methods[2].config.dense_blocks == (0, 3)
+
+
+def test_builtin_class_labels_fit_the_model() -> None:
+    from types import SimpleNamespace
+
+    from genaccel.pipelines.prompts import BUILTIN_CLASS_LABELS, builtin_class_labels
+
+    pipe_with = lambda n: SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(num_embeds_ada_norm=n)))  # noqa: E731
+    assert builtin_class_labels(pipe_with(1000)) == list(BUILTIN_CLASS_LABELS)
+    assert builtin_class_labels(pipe_with(8)) == list(range(8))
+    assert builtin_class_labels(pipe_with(3)) == [0, 1, 2]
