@@ -62,7 +62,7 @@ def _conditions(args: argparse.Namespace, pipe) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genaccel.eval.bench import BenchSettings, WorkItem, evaluate, generate_method, load_output, output_path
+    from genaccel.eval.bench import BenchSettings, WorkItem, evaluate, generate_method, load_output
     from genaccel.eval.distributed import is_main_process
     from genaccel.eval.markdown import git_commit
     from genaccel.eval.report import image_grid, plot_speed_quality, write_report
