@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    commit = git_commit()  # the code that is measured, whatever is committed while it runs
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
           *((f"{r['ideal']:.1f}x", f"{100 * r['share']:.0f}%") if r["ideal"] == r["ideal"] else ("-", "-"))]
          for r in rows])
     command = "python benchmarks/attention.py " + " ".join(sys.argv[1:])
-    header = (f"Device: {device_description(device)}, {dtype}; torch {torch.__version__}; commit {git_commit()}; "
+    header = (f"Device: {device_description(device)}, {dtype}; torch {torch.__version__}; commit {commit}; "
               f"batch 1; median of {args.runs} interleaved runs after {args.warmup} warm-up.\n"
               f"Command: `{command.strip()}`\n")
     print(header)
