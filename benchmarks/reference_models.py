@@ -2,26 +2,35 @@
 
 Samples the same classes from the same seeds with dense attention and with genaccel's proxy and
 window attention, and reports PSNR/SSIM of the sparse images against the dense ones and the
-wall-clock time of one pipeline call (median of runs, same process). Writes the table into the
-"reference-models" section of BENCHMARKS.md and sample grids into docs/.
+wall-clock time of one pipeline call (median of runs, same process). With `--fid-samples N` it also
+samples N class-balanced images per setting and reports legacy-tf FID against N held-out real images
+of the shapes dataset and, for the sparse settings, against the dense samples. Writes the table into
+the "reference-models" section of BENCHMARKS.md and sample grids into docs/.
 
-    python benchmarks/reference_models.py --threads 1
+    python benchmarks/reference_models.py --threads 1 --fid-samples 256
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import genaccel  # noqa: E402
+from genaccel.data.shapes import ShapesDataset  # noqa: E402
+from genaccel.eval import frechet_distance  # noqa: E402
+from genaccel.eval.fid import FEATURE_DIM, InceptionExtractor  # noqa: E402
+from genaccel.eval.frechet import FeatureStats  # noqa: E402
 from genaccel.eval.markdown import git_commit, markdown_table, update_section  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
 from genaccel.pipelines.class_conditional import image_grid  # noqa: E402
@@ -52,6 +61,42 @@ def ssim(images: torch.Tensor, reference: torch.Tensor) -> float:
     return float(structural_similarity_index_measure(images, reference, data_range=1.0))
 
 
+def balanced_labels(count: int, num_classes: int) -> list[int]:
+    """`count` labels cycling through the classes, so class counts differ by at most one."""
+    if count < 0 or num_classes < 1:
+        raise ValueError(f"need count >= 0 and num_classes >= 1, got {count} and {num_classes}")
+    return [k % num_classes for k in range(count)]
+
+
+def heldout_real_images(count: int, num_classes: int, num_images: int, size: int, seed: int) -> torch.Tensor:
+    """(count, 3, size, size) uint8 held-out shapes with the class counts of `balanced_labels`.
+
+    Walks the held-out split in order and keeps an image while its class is below its quota, so the
+    real set has the same class balance as the generated one.
+    """
+    quota = np.bincount(balanced_labels(count, num_classes), minlength=num_classes)
+    dataset = ShapesDataset(num_images, size, seed, split="heldout")
+    chosen = []
+    for item in range(len(dataset)):
+        if len(chosen) == count:
+            break
+        image, label = dataset.image(item)
+        if quota[label] > 0:
+            quota[label] -= 1
+            chosen.append(torch.from_numpy(np.array(image)).permute(2, 0, 1))
+    if len(chosen) < count:
+        raise ValueError(f"the held-out split of {len(dataset)} images has too few images per class for "
+                         f"{count} class-balanced real images; use fewer --fid-samples")
+    return torch.stack(chosen)
+
+
+def gaussian(images: torch.Tensor, extractor: InceptionExtractor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the Inception features of `images`."""
+    stats = FeatureStats(FEATURE_DIM)
+    stats.update(extractor(images))
+    return stats.mean_cov()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=2, help="images per class (default 2)")
@@ -62,42 +107,77 @@ def main() -> None:
     parser.add_argument("--time-steps", type=int, default=5, help="DDIM steps per timed call (default 5)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fid-samples", type=int, default=256,
+                        help="images per setting (and held-out real images) for FID; 0 skips FID (default 256)")
+    parser.add_argument("--fid-batch", type=int, default=64, help="images per pipeline call for FID (default 64)")
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--docs", default=str(REPO / "docs"))
     args = parser.parse_args()
+    if args.fid_samples != 0 and args.fid_samples < 2:
+        parser.error(f"--fid-samples must be 0 (skip FID) or >= 2 (a covariance needs two samples), got {args.fid_samples}")
+    if args.fid_batch < 1:
+        parser.error(f"--fid-batch must be >= 1, got {args.fid_batch}")
     torch.set_num_threads(args.threads)
 
     pipe = load_reference_pipeline()
     pipe.set_progress_bar_config(disable=True)
     labels = [c for _ in range(args.per_class) for c in range(pipe.num_classes)]
 
-    timed_labels = [k % pipe.num_classes for k in range(args.time_images)]
+    timed_labels = balanced_labels(args.time_images, pipe.num_classes)
+    fid_labels = balanced_labels(args.fid_samples, pipe.num_classes)
 
     def sample(batch: list[int] = labels, steps: int = args.steps) -> torch.Tensor:
         generator = torch.Generator().manual_seed(args.seed)
         return pipe(batch, num_inference_steps=steps, generator=generator,
                     guidance_scale=args.guidance_scale, output_type="pt").images
 
+    def sample_for_fid(name: str) -> torch.Tensor:
+        """The FID images: batch b of fid_labels from seed (seed + 1 + b), the same for every setting."""
+        batches = []
+        starts = range(0, len(fid_labels), args.fid_batch)
+        for b, start in enumerate(tqdm(starts, desc=f"FID samples, {name}", unit="batch")):
+            generator = torch.Generator().manual_seed(args.seed + 1 + b)
+            batches.append(pipe(fid_labels[start:start + args.fid_batch], num_inference_steps=args.steps,
+                                generator=generator, guidance_scale=args.guidance_scale, output_type="pt").images)
+        return torch.cat(batches)
+
     settings = variants(args.steps)
-    results, images = [], {}
+    results, images, fid_images = [], {}, {}
     for name, config in settings.items():
         if config is not None:
             genaccel.apply(pipe, config)
         try:
             images[name] = sample()
             timing = time_callable(lambda: sample(timed_labels, args.time_steps), warmup=1, runs=args.runs)
+            if fid_labels:
+                fid_images[name] = sample_for_fid(name)
         finally:
             if config is not None:
                 genaccel.remove(pipe)
         results.append((name, timing.median_s))
         print(f"{name}: {timing.median_s:.3f} s", flush=True)
 
+    manifest = json.loads((REFERENCE_DIR / "manifest.json").read_text())
+    fid_real, fid_dense = {}, {}
+    if fid_labels:
+        data = manifest["info"]["config"]
+        extractor = InceptionExtractor("legacy-tf")
+        real = heldout_real_images(len(fid_labels), pipe.num_classes, data["num_images"], data["image_size"],
+                                   data["data_seed"])
+        real_stats = gaussian(real, extractor)
+        stats = {name: gaussian(batch, extractor) for name, batch in tqdm(fid_images.items(), desc="Inception")}
+        for name, (mu, sigma) in stats.items():
+            fid_real[name] = f"{frechet_distance(mu, sigma, *real_stats):.2f}"
+            fid_dense[name] = "0 (itself)" if name == "dense" else f"{frechet_distance(mu, sigma, *stats['dense']):.2f}"
+            print(f"{name}: FID vs real {fid_real[name]}, vs dense {fid_dense[name]}", flush=True)
+
     dense, dense_s = images["dense"], results[0][1]
     rows = []
     for name, seconds in results:
         quality = ("exact", "exact") if name == "dense" else (f"{psnr(images[name], dense):.2f}",
                                                                f"{ssim(images[name], dense):.4f}")
-        rows.append([name, f"{seconds:.3f}", f"{dense_s / seconds:.2f}x", *quality, "not measured"])
+        fid = [fid_real[name], fid_dense[name]] if fid_labels else []
+        rows.append([name, f"{seconds:.3f}", f"{dense_s / seconds:.2f}x", *quality, *fid, "not measured"])
 
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
@@ -109,7 +189,17 @@ def main() -> None:
     compare.resize((compare.width * 2, compare.height * 2), Image.Resampling.NEAREST).save(
         docs / "demo_dit_dense_vs_sparse.png")
 
-    manifest_steps = __import__("json").loads((REFERENCE_DIR / "manifest.json").read_text())["info"].get("steps")
+    manifest_steps = manifest["info"].get("steps")
+    n = len(fid_labels)
+    fid_columns = [f"FID vs held-out real ({n})", f"FID vs dense ({n})"] if n else []
+    fid_note = (
+        f"FID (legacy-tf preprocessing, genaccel.eval): {n} generated images per setting ({n // pipe.num_classes}"
+        f"{'+' if n % pipe.num_classes else ''} per class, {args.steps} DDIM steps, guidance {args.guidance_scale}, "
+        f"batches of {args.fid_batch} seeded {args.seed + 1}, {args.seed + 2}, ... - the same labels and seeds for "
+        f"every setting) against {n} held-out real shapes with the same class counts, and each sparse setting "
+        f"against the dense samples. FID from {n} samples is biased upward (2048-d features, few samples) and only "
+        f"comparable with FID at the same N; its differences between settings are what this table shows."
+        if n else "FID: not measured in this run (`--fid-samples 0`).")
     body = "\n".join([
         f"Bundled reference model `demo_dit` (DiTTransformer2DModel, 32x32 pixels, 16x16 tokens, trained "
         f"on the shapes dataset; {manifest_steps} steps in its last phase, see docs/training.md), {len(labels)} images ({args.per_class} per class), "
@@ -122,12 +212,12 @@ def main() -> None:
         f"GPU: not measured. Commit: `{git_commit()}`. Command: `python benchmarks/reference_models.py "
         f"--per-class {args.per_class} --steps {args.steps} --guidance-scale {args.guidance_scale} "
         f"--runs {args.runs} --time-images {args.time_images} --time-steps {args.time_steps} "
-        f"--threads {args.threads} --seed {args.seed}`.",
+        f"--threads {args.threads} --seed {args.seed} --fid-samples {args.fid_samples} --fid-batch {args.fid_batch}`.",
         "",
         markdown_table(["attention", "CPU time / call (s)", "speed-up", "PSNR vs dense (dB)", "SSIM vs dense",
-                        "GPU"], rows),
+                        *fid_columns, "GPU"], rows),
         "",
-        "FID against held-out real images: not measured (genaccel.eval FID is not on this branch yet).",
+        fid_note,
         "Grids: docs/demo_dit_samples.png (dense), docs/demo_dit_dense_vs_sparse.png (rows in table order).",
     ])
     update_section(args.out, "reference-models", body)

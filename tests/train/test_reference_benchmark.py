@@ -1,0 +1,41 @@
+"""The class-balanced label and held-out real-image helpers of benchmarks/reference_models.py."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genaccel.data.shapes import ShapesDataset
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_models.py"
+_spec = importlib.util.spec_from_file_location("reference_models_benchmark", _PATH)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_balanced_labels_cycle_through_classes():
+    assert bench.balanced_labels(10, 4) == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert bench.balanced_labels(0, 8) == []
+    counts = np.bincount(bench.balanced_labels(257, 8), minlength=8)
+    assert counts.max() - counts.min() == 1 and counts.sum() == 257
+
+
+def test_balanced_labels_reject_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes"):
+        bench.balanced_labels(4, 0)
+
+
+def test_heldout_real_images_are_balanced_heldout_renders():
+    real = bench.heldout_real_images(16, 8, num_images=400, size=32, seed=0)
+    assert real.shape == (16, 3, 32, 32) and real.dtype == torch.uint8
+    heldout = ShapesDataset(400, 32, 0, split="heldout")
+    rendered = {np.array(heldout.image(i)[0]).tobytes(): heldout.image(i)[1] for i in range(len(heldout))}
+    labels = [rendered[image.permute(1, 2, 0).numpy().tobytes()] for image in real]  # KeyError if not held out
+    assert sorted(labels) == sorted(bench.balanced_labels(16, 8))
+
+
+def test_heldout_real_images_refuse_too_many():
+    with pytest.raises(ValueError, match="too few images per class"):
+        bench.heldout_real_images(40, 8, num_images=100, size=32, seed=0)
