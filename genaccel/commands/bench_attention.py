@@ -9,6 +9,7 @@ import torch
 
 from genaccel.attention.benchmark import (IMAGE_GEOMETRIES, VIDEO_GEOMETRY, device_description, pixart_sigma_step,
                                          run_geometry)
+from genaccel.errors import UserFacingError
 from genaccel.eval.markdown import git_commit, markdown_table, update_section
 
 
@@ -37,7 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     commit = git_commit()  # the code that is measured, whatever is committed while it runs
-    device = torch.device(args.device)
+    if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise UserFacingError(f"--runs must be >= 1, --warmup >= 0 and --threads >= 1; got {args.runs}, "
+                              f"{args.warmup}, {args.threads}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        raise UserFacingError(f"--device {args.device!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserFacingError("--device cuda: this torch build or machine has no CUDA; use --device cpu")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))

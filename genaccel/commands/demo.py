@@ -52,6 +52,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.quality_steps < 1:
         raise UserFacingError(f"--steps and --quality-steps must be >= 1, got {args.steps} and {args.quality_steps}")
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserFacingError("--device cuda: this torch build or machine has no CUDA; use --device cpu")
     speed_part(args)
     quality_part(args)
     return 0

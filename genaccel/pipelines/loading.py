@@ -30,6 +30,9 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: torch.d
         return load_demo_pipeline(device, dtype)
     from diffusers import DiffusionPipeline
 
+    if not Path(model).exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        raise ValueError(f"no pipeline folder at {model}; pass a local folder with model_index.json, a hub id "
+                         "(owner/name, needs the hub or its cache), `demo` or `demo-random`")
     if Path(model).exists() and not Path(model).is_dir():
         raise ValueError(f"{model} is a file; pass a pipeline folder (with model_index.json), a hub id, `demo` "
                          "or `demo-random`")

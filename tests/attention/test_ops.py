@@ -206,3 +206,10 @@ def test_position_bias_by_slot_equals_dense_additive_mask():
                                F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
     with pytest.raises(ValueError, match="position_bias must have shape"):
         window_attention(q, k, v, grid, (2, 2), position_bias=bias)
+
+
+def test_bench_attention_cli_rejects_bad_options_in_one_line(capsys):
+    from genaccel.cli import main
+
+    assert main(["bench-attention", "--runs", "0", "--no-video"]) == 2
+    assert "--runs must be >= 1" in capsys.readouterr().err

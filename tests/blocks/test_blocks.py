@@ -119,6 +119,8 @@ def test_ptdit_block_on_a_video_grid_pools_one_proxy_per_3d_window():
     block = PTDiTBlock(16, 2, window=(1, 2, 2))
     _randomise_zero_parameters(block)
     x = torch.randn(1, 2 * 4 * 4, 16)
-    assert window_means(x, (2, 4, 4), (1, 2, 2)).shape == (1, 8, 16)
+    # one proxy per (1, 2, 2) window: frames x 2 x 2 windows, each the mean of its 4 tokens
+    expected = x.view(1, 2, 2, 2, 2, 2, 16).mean(dim=(3, 5)).reshape(1, 8, 16)
+    torch.testing.assert_close(window_means(x, (2, 4, 4), (1, 2, 2)), expected)
     out = block(x, torch.randn(1, 16), (2, 4, 4))
     assert out.shape == x.shape and not torch.allclose(out, x)

@@ -118,3 +118,12 @@ def test_builtin_class_labels_fit_the_model() -> None:
     assert builtin_class_labels(pipe_with(1000)) == list(BUILTIN_CLASS_LABELS)
     assert builtin_class_labels(pipe_with(8)) == list(range(8))
     assert builtin_class_labels(pipe_with(3)) == [0, 1, 2]
+
+
+def test_missing_local_pipeline_folder_is_named() -> None:
+    import pytest
+
+    from genaccel.pipelines.loading import load_pipeline
+
+    with pytest.raises(ValueError, match="no pipeline folder at /nonexistent/pipe"):
+        load_pipeline("/nonexistent/pipe")

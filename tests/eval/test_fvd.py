@@ -77,10 +77,17 @@ def test_fvd_cli_json_and_self_distance(capsys, tmp_path, i3d_weights) -> None:
     assert abs(result["fvd"]) < 1e-3  # 3 samples in 400-d: only eigenvalue noise remains
 
 
-def test_gif_and_frame_folder_readers(tmp_path) -> None:
-    _write_videos(tmp_path / "v", 1)
-    assert load_video(tmp_path / "v" / "b.gif").shape == (17, 24, 24, 3)
-    assert load_video(tmp_path / "v" / "c").shape == (16, 24, 24, 3)
+def test_gif_and_frame_folder_readers_return_the_frames_written(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (8, 3), dtype=np.uint8)  # 8 colours: GIF stores them losslessly
+    frames = palette[rng.integers(0, 8, (17, 24, 24))]
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(tmp_path / "b.gif", save_all=True, append_images=images[1:], duration=40)
+    (tmp_path / "c").mkdir()
+    for index, frame in enumerate(frames[:16]):
+        Image.fromarray(frame).save(tmp_path / "c" / f"{index:02d}.png")
+    np.testing.assert_array_equal(load_video(tmp_path / "b.gif"), frames)
+    np.testing.assert_array_equal(load_video(tmp_path / "c"), frames[:16])
 
 
 @pytest.mark.parametrize("case", ["short", "corrupt", "empty", "wrong_dtype"])

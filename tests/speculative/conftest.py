@@ -1,12 +1,8 @@
-"""Speculative-decoding tests run on one thread: tiny models are faster so, and timings steadier."""
+"""Every test in this folder runs on one thread (see tests/conftest.py)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
     yield
-    torch.set_num_threads(threads)

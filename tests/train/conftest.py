@@ -1,11 +1,8 @@
+"""Every test in this folder runs on one thread (see tests/conftest.py)."""
+
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and CI machines are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
     yield
-    torch.set_num_threads(before)
