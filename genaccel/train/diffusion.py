@@ -38,6 +38,7 @@ class TrainConfig:
     depth: int = 6
     heads: int = 4
     patch_size: int = 2
+    window_size: int = 0  # ptdit / lamamba attention window (tokens per side); 0: the model's default
     prediction_type: str = "epsilon"
     beta_schedule: str = "squaredcos_cap_v2"
     num_train_timesteps: int = 1000
@@ -67,6 +68,10 @@ class TrainConfig:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.window_size < 0:
+            raise ValueError(f"window_size must be >= 0 (0: the model's default), got {self.window_size!r}")
+        if self.window_size and self.arch == "dit":
+            raise ValueError("window_size applies to arch 'ptdit' and 'lamamba'; the dense 'dit' has no window")
         for name in ("width", "depth", "heads", "patch_size", "batch_size", "max_steps", "num_train_timesteps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -128,6 +133,8 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     except (ImportError, AttributeError):
         raise ValueError(f"arch {config.arch!r} needs genaccel.models.{class_name}, which this install "
                          "does not have; use arch 'dit' or update genaccel") from None
+    if config.window_size:
+        common["window_size"] = config.window_size
     return model_class(**common)
 
 

@@ -118,6 +118,16 @@ def test_genaccel_models_train_through_the_same_loop(tmp_path, arch, class_name)
     assert json.loads((tmp_path / "final" / "transformer" / "config.json").read_text())["_class_name"] == class_name
 
 
+@pytest.mark.parametrize("arch", ["ptdit", "lamamba"])
+def test_window_size_reaches_the_model_and_the_dense_dit_refuses_it(arch):
+    small = {**TINY, "width": 16, "heads": 1}
+    assert build_model(TrainConfig(output_dir="unused", arch=arch, window_size=4, **small), 8).config.window_size == 4
+    default = build_model(TrainConfig(output_dir="unused", arch=arch, **small), 8).config.window_size
+    assert default == {"ptdit": 2, "lamamba": 8}[arch]
+    with pytest.raises(ValueError, match="window_size applies to arch 'ptdit' and 'lamamba'"):
+        TrainConfig(output_dir="unused", arch="dit", window_size=4, **small).validate()
+
+
 def test_trains_from_an_image_folder(tmp_path):
     from genaccel.data.shapes import save_shapes
 
