@@ -105,6 +105,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per variant (median reported)")
     parser.add_argument("--time-images", type=int, default=8, help="images per timed call (default 8)")
     parser.add_argument("--time-steps", type=int, default=5, help="DDIM steps per timed call (default 5)")
+    parser.add_argument("--scale-sizes", type=int, nargs="*", default=[64, 128],
+                        help="larger image sizes (pixels) at which each setting is also timed, outside the "
+                             "training distribution: time only (default 64 128)")
+    parser.add_argument("--scale-images", type=int, default=1, help="images per timed call at --scale-sizes (default 1)")
+    parser.add_argument("--scale-steps", type=int, default=2, help="DDIM steps per timed call at --scale-sizes (default 2)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fid-samples", type=int, default=256,
@@ -124,6 +129,11 @@ def main() -> None:
     labels = [c for _ in range(args.per_class) for c in range(pipe.num_classes)]
 
     timed_labels = balanced_labels(args.time_images, pipe.num_classes)
+    scale_labels = balanced_labels(args.scale_images, pipe.num_classes)
+    patch = pipe.transformer.config.patch_size
+    bad_sizes = [size for size in args.scale_sizes if size < patch or size % patch]
+    if bad_sizes:
+        parser.error(f"--scale-sizes must be positive multiples of the patch size ({patch}), got {bad_sizes}")
     fid_labels = balanced_labels(args.fid_samples, pipe.num_classes)
 
     def sample(batch: list[int] = labels, steps: int = args.steps) -> torch.Tensor:
@@ -142,13 +152,18 @@ def main() -> None:
         return torch.cat(batches)
 
     settings = variants(args.steps)
-    results, images, fid_images = [], {}, {}
+    results, images, fid_images, scale_times = [], {}, {}, {}
     for name, config in settings.items():
         if config is not None:
             genaccel.apply(pipe, config)
         try:
             images[name] = sample()
             timing = time_callable(lambda: sample(timed_labels, args.time_steps), warmup=1, runs=args.runs)
+            for size in args.scale_sizes:
+                call = lambda: pipe(scale_labels, num_inference_steps=args.scale_steps,  # noqa: E731
+                                    generator=torch.Generator().manual_seed(args.seed),
+                                    guidance_scale=args.guidance_scale, output_type="pt", image_size=size)
+                scale_times[name, size] = time_callable(call, warmup=1, runs=args.runs).median_s
             if fid_labels:
                 fid_images[name] = sample_for_fid(name)
         finally:
@@ -177,7 +192,8 @@ def main() -> None:
         quality = ("exact", "exact") if name == "dense" else (f"{psnr(images[name], dense):.2f}",
                                                                f"{ssim(images[name], dense):.4f}")
         fid = [fid_real[name], fid_dense[name]] if fid_labels else []
-        rows.append([name, f"{seconds:.3f}", f"{dense_s / seconds:.2f}x", *quality, *fid, "not measured"])
+        scaled = [f"{scale_times['dense', size] / scale_times[name, size]:.2f}x" for size in args.scale_sizes]
+        rows.append([name, f"{seconds:.3f}", f"{dense_s / seconds:.2f}x", *scaled, *quality, *fid, "not measured"])
 
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
@@ -206,15 +222,22 @@ def main() -> None:
         f"{args.steps} DDIM steps, guidance {args.guidance_scale} (a CFG batch of {2 * len(labels)}), seed {args.seed}. "
         "PSNR/SSIM: sparse-attention images against the dense images from the same seeds. "
         f"Time: one pipeline call of {args.time_images} images and {args.time_steps} DDIM steps (same guidance), "
-        f"median of {args.runs} runs after 1 warm-up, dense and sparse in the same process.",
+        f"median of {args.runs} runs after 1 warm-up, dense and sparse in the same process. "
+        f"Speed-up at larger sizes: the same weights sampling {args.scale_images} image(s) with {args.scale_steps} "
+        "DDIM steps at a larger image size, to show where sparse attention starts to pay; these sizes are outside "
+        "the training distribution, so only time is reported for them.",
         "",
         f"Device: CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s)); "
         f"GPU: not measured. Commit: `{git_commit()}`. Command: `python benchmarks/reference_models.py "
         f"--per-class {args.per_class} --steps {args.steps} --guidance-scale {args.guidance_scale} "
         f"--runs {args.runs} --time-images {args.time_images} --time-steps {args.time_steps} "
+        f"--scale-sizes {' '.join(map(str, args.scale_sizes))} --scale-images {args.scale_images} "
+        f"--scale-steps {args.scale_steps} "
         f"--threads {args.threads} --seed {args.seed} --fid-samples {args.fid_samples} --fid-batch {args.fid_batch}`.",
         "",
-        markdown_table(["attention", "CPU time / call (s)", "speed-up", "PSNR vs dense (dB)", "SSIM vs dense",
+        markdown_table(["attention", "CPU time / call (s)", "speed-up",
+                        *[f"speed-up at {size}x{size} ({(size // patch) ** 2} tokens)" for size in args.scale_sizes],
+                        "PSNR vs dense (dB)", "SSIM vs dense",
                         *fid_columns, "GPU"], rows),
         "",
         fid_note,

@@ -71,11 +71,13 @@ class ClassConditionalPipeline(DiffusionPipeline):
                  num_inference_steps: int = 50,
                  generator: torch.Generator | list[torch.Generator] | None = None,
                  guidance_scale: float = 1.0, output_type: str = "pil",
-                 return_dict: bool = True) -> ImagePipelineOutput | tuple:
+                 return_dict: bool = True, image_size: int | None = None) -> ImagePipelineOutput | tuple:
         """Denoise one image per entry of `class_labels` (ints or class names).
 
         guidance_scale > 1 turns on classifier-free guidance (a batch of 2x the images per step);
         output_type is 'pil' (list of images), 'pt' ((B, 3, H, W) in [0, 1]) or 'np' ((B, H, W, 3)).
+        image_size (pixels per side) defaults to the transformer's sample_size; other sizes run
+        (for timing attention on larger token grids) but lie outside what the model was trained on.
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
@@ -83,7 +85,10 @@ class ClassConditionalPipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
         labels = self._label_ids(class_labels)
         config = self.transformer.config
-        channels, size = config.in_channels, config.sample_size
+        channels, size = config.in_channels, config.sample_size if image_size is None else image_size
+        if not isinstance(size, int) or size < config.patch_size or size % config.patch_size:
+            raise ValueError(f"image_size must be a positive multiple of the patch size ({config.patch_size}), "
+                             f"got {image_size!r}")
         dtype = next(self.transformer.parameters()).dtype
         sample = randn_tensor((len(labels), channels, size, size), generator=generator,
                               device=self._execution_device, dtype=dtype)

@@ -83,6 +83,19 @@ def test_bad_output_type_and_steps():
         _pipe()([0], num_inference_steps=0)
 
 
+def test_image_size_runs_the_transformer_on_a_larger_grid():
+    pipe = _pipe()
+    grids = []
+    handle = pipe.transformer.register_forward_hook(lambda module, args, output: grids.append(args[0].shape[-2:]))
+    images = _run(pipe, image_size=16)
+    handle.remove()
+    assert images.shape == (2, 3, 16, 16) and set(grids) == {(16, 16)}
+    assert torch.equal(_run(pipe, image_size=8), _run(pipe))  # the default is the config's sample_size
+    for size in (0, 7, 9.0):
+        with pytest.raises(ValueError, match="image_size must be a positive multiple of the patch size"):
+            _run(pipe, image_size=size)
+
+
 def test_save_and_reload_roundtrip(tmp_path):
     pipe = _pipe()
     pipe.save_pretrained(tmp_path)
