@@ -31,6 +31,7 @@ from genaccel.data.shapes import ShapesDataset  # noqa: E402
 from genaccel.eval import frechet_distance  # noqa: E402
 from genaccel.eval.fid import FEATURE_DIM, InceptionExtractor  # noqa: E402
 from genaccel.eval.frechet import FeatureStats  # noqa: E402
+from genaccel.eval.kid import kernel_inception_distance  # noqa: E402
 from genaccel.eval.markdown import git_commit, markdown_table, update_section  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
 from genaccel.pipelines.class_conditional import image_grid  # noqa: E402
@@ -90,11 +91,16 @@ def heldout_real_images(count: int, num_classes: int, num_images: int, size: int
     return torch.stack(chosen)
 
 
-def gaussian(images: torch.Tensor, extractor: InceptionExtractor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of the Inception features of `images`."""
-    stats = FeatureStats(FEATURE_DIM)
-    stats.update(extractor(images))
-    return stats.mean_cov()
+def fid_and_kid(fake: np.ndarray, real: np.ndarray) -> tuple[float, float, float]:
+    """FID and KID (mean, std over 100 seeded subsets of half the samples, at most 1000) of two feature sets."""
+    gaussians = []
+    for features in (fake, real):
+        stats = FeatureStats(FEATURE_DIM)
+        stats.update(features)
+        gaussians.append(stats.mean_cov())
+    kid = kernel_inception_distance(real, fake, subset_size=max(2, min(len(fake), len(real), 2000) // 2),
+                                    generator=torch.Generator().manual_seed(0))
+    return frechet_distance(*gaussians[0], *gaussians[1]), *kid
 
 
 def main() -> None:
@@ -179,19 +185,20 @@ def main() -> None:
         extractor = InceptionExtractor("legacy-tf")
         real = heldout_real_images(len(fid_labels), pipe.num_classes, data["num_images"], data["image_size"],
                                    data["data_seed"])
-        real_stats = gaussian(real, extractor)
-        stats = {name: gaussian(batch, extractor) for name, batch in tqdm(fid_images.items(), desc="Inception")}
-        for name, (mu, sigma) in stats.items():
-            fid_real[name] = f"{frechet_distance(mu, sigma, *real_stats):.2f}"
-            fid_dense[name] = "0 (itself)" if name == "dense" else f"{frechet_distance(mu, sigma, *stats['dense']):.2f}"
-            print(f"{name}: FID vs real {fid_real[name]}, vs dense {fid_dense[name]}", flush=True)
+        real_features = extractor(real).numpy()
+        features = {name: extractor(batch).numpy() for name, batch in tqdm(fid_images.items(), desc="Inception")}
+        for name, fake in features.items():
+            fid, kid, kid_std = fid_and_kid(fake, real_features)
+            fid_real[name] = [f"{fid:.2f}", f"{kid:.4f} ± {kid_std:.4f}"]
+            fid_dense[name] = "0 (itself)" if name == "dense" else f"{fid_and_kid(fake, features['dense'])[0]:.2f}"
+            print(f"{name}: FID vs real {fid}, KID {kid}, FID vs dense {fid_dense[name]}", flush=True)
 
     dense, dense_s = images["dense"], results[0][1]
     rows = []
     for name, seconds in results:
         quality = ("exact", "exact") if name == "dense" else (f"{psnr(images[name], dense):.2f}",
                                                                f"{ssim(images[name], dense):.4f}")
-        fid = [fid_real[name], fid_dense[name]] if fid_labels else []
+        fid = [*fid_real[name], fid_dense[name]] if fid_labels else []
         scaled = [f"{scale_times['dense', size] / scale_times[name, size]:.2f}x" for size in args.scale_sizes]
         rows.append([name, f"{seconds:.3f}", f"{dense_s / seconds:.2f}x", *scaled, *quality, *fid, "not measured"])
 
@@ -207,14 +214,15 @@ def main() -> None:
 
     manifest_steps = manifest["info"].get("steps")
     n = len(fid_labels)
-    fid_columns = [f"FID vs held-out real ({n})", f"FID vs dense ({n})"] if n else []
+    fid_columns = [f"FID vs held-out real ({n})", f"KID vs held-out real ({n})", f"FID vs dense ({n})"] if n else []
     fid_note = (
         f"FID (legacy-tf preprocessing, genaccel.eval): {n} generated images per setting ({n // pipe.num_classes}"
         f"{'+' if n % pipe.num_classes else ''} per class, {args.steps} DDIM steps, guidance {args.guidance_scale}, "
         f"batches of {args.fid_batch} seeded {args.seed + 1}, {args.seed + 2}, ... - the same labels and seeds for "
         f"every setting) against {n} held-out real shapes with the same class counts, and each sparse setting "
         f"against the dense samples. FID from {n} samples is biased upward (2048-d features, few samples) and only "
-        f"comparable with FID at the same N; its differences between settings are what this table shows."
+        f"comparable with FID at the same N; its differences between settings are what this table shows. "
+        f"KID (unbiased at any N): mean ± std over 100 subsets of {max(2, min(n, 2000) // 2)}."
         if n else "FID: not measured in this run (`--fid-samples 0`).")
     body = "\n".join([
         f"Bundled reference model `demo_dit` (DiTTransformer2DModel, 32x32 pixels, 16x16 tokens, trained "

@@ -4,13 +4,13 @@ Each `--run NAME=DIR` is a `genaccel train` output folder; the checkpoint at `--
 for every run, so every model saw the same images) is loaded with its EMA weights. For each model
 the script reports parameters, forward FLOPs per image (torch's FlopCounterMode), the wall-clock
 time of one pipeline call (all models timed in the same process), the training loss over the last
-200 logged steps, and legacy-tf FID of `--fid-samples` class-balanced samples against as many
+500 steps, and legacy-tf FID and KID of `--fid-samples` class-balanced samples against as many
 held-out real shapes. The first run is the baseline the others are compared with. Writes the
 "trained-models" section of BENCHMARKS.md and docs/trained_models_samples.png.
 
-FID samples take long on a CPU; `--only NAME` computes one model's Inception statistics into
+FID samples take long on a CPU; `--only NAME` computes one model's Inception features into
 `--cache` (so models can be sampled in separate processes) and the final call without `--only`
-reuses every cached statistic whose settings match.
+reuses every cached feature set whose settings match.
 
     python benchmarks/trained_models.py --run dit=runs/dit --run ptdit=runs/ptdit \
         --run lamamba=runs/lamamba --step 3000 --fid-samples 1000 --threads 2
@@ -29,9 +29,8 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from reference_models import REPO, balanced_labels, gaussian, heldout_real_images
+from reference_models import REPO, balanced_labels, fid_and_kid, heldout_real_images
 
-from genaccel.eval import frechet_distance
 from genaccel.eval.fid import InceptionExtractor
 from genaccel.eval.markdown import git_commit, markdown_table, update_section
 from genaccel.eval.timing import time_callable
@@ -78,27 +77,28 @@ def forward_gflops(transformer: torch.nn.Module, size: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def fid_statistics(pipe, labels: list[int], args, name: str, extractor: InceptionExtractor):
-    """(mean, covariance) of the Inception features of the FID samples; batch b is seeded seed + 1 + b."""
-    batches = []
+def sample_features(pipe, labels: list[int], args, name: str, extractor: InceptionExtractor) -> np.ndarray:
+    """Inception features (N, 2048) of the FID samples; batch b is seeded seed + 1 + b for every model."""
+    features = []
     starts = range(0, len(labels), args.fid_batch)
     for b, start in enumerate(tqdm(starts, desc=f"FID samples, {name}", unit="batch")):
         generator = torch.Generator().manual_seed(args.seed + 1 + b)
-        batches.append(pipe(labels[start:start + args.fid_batch], num_inference_steps=args.steps,
-                            generator=generator, guidance_scale=args.guidance_scale, output_type="pt").images)
-    return gaussian(torch.cat(batches), extractor)
+        images = pipe(labels[start:start + args.fid_batch], num_inference_steps=args.steps,
+                      generator=generator, guidance_scale=args.guidance_scale, output_type="pt").images
+        features.append(extractor(images).numpy())
+    return np.concatenate(features)
 
 
-def cached(path: Path, settings: dict, compute) -> tuple[np.ndarray, np.ndarray]:
-    """Statistics from `path` if it was written with the same settings, else computed and written."""
+def cached(path: Path, settings: dict, compute) -> np.ndarray:
+    """Features from `path` if it was written with the same settings, else computed and written."""
     if path.exists():
         data = np.load(path)
         if json.loads(str(data["settings"])) == settings:
-            return data["mu"], data["sigma"]
-    mu, sigma = compute()
+            return data["features"]
+    features = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, mu=mu, sigma=sigma, settings=json.dumps(settings, sort_keys=True))
-    return mu, sigma
+    np.savez(path, features=features, settings=json.dumps(settings, sort_keys=True))
+    return features
 
 
 def main() -> None:
@@ -141,21 +141,20 @@ def main() -> None:
     extractor = InceptionExtractor("legacy-tf")
     cache = Path(args.cache)
 
-    def model_stats(name: str, pipe) -> tuple[np.ndarray, np.ndarray]:
+    def model_features(name: str, pipe) -> np.ndarray:
         settings = {**sampling, "checkpoint": str(checkpoints[name].resolve())}
-        return cached(cache / f"{name}.npz", settings,
-                      lambda: fid_statistics(pipe, labels, args, name, extractor))
+        return cached(cache / f"{name}.npz", settings, lambda: sample_features(pipe, labels, args, name, extractor))
 
     if args.only is not None:
         pipe = pipeline_from_checkpoint(checkpoints[args.only])
         pipe.set_progress_bar_config(disable=True)
-        model_stats(args.only, pipe)
-        print(f"{args.only}: FID statistics in {cache / (args.only + '.npz')}")
+        model_features(args.only, pipe)
+        print(f"{args.only}: Inception features in {cache / (args.only + '.npz')}")
         return
 
     real_settings = dict(samples=args.fid_samples, num_images=num_images, size=size, data_seed=data_seed)
-    real = cached(cache / "real.npz", real_settings, lambda: gaussian(
-        heldout_real_images(args.fid_samples, num_classes, num_images, size, data_seed), extractor))
+    real = cached(cache / "real.npz", real_settings, lambda: extractor(
+        heldout_real_images(args.fid_samples, num_classes, num_images, size, data_seed)).numpy())
     timed_labels = balanced_labels(args.time_images, num_classes)
     rows, grids, results = [], [], {}
     for name, checkpoint in checkpoints.items():
@@ -169,15 +168,16 @@ def main() -> None:
                             generator=torch.Generator().manual_seed(args.seed),
                             guidance_scale=args.guidance_scale, output_type="pt")
         seconds = time_callable(call, warmup=1, runs=args.runs).median_s
-        fid = frechet_distance(*model_stats(name, pipe), *real)
+        fid, kid, kid_std = fid_and_kid(model_features(name, pipe), real)
         grid_images = pipe(list(range(num_classes)), num_inference_steps=args.steps,
                            generator=torch.Generator().manual_seed(args.seed),
                            guidance_scale=args.guidance_scale, output_type="pil").images
         grids.extend(grid_images)
         results[name] = dict(params=params, gflops=gflops, seconds=seconds, fid=fid)
         rows.append([name, describe(config), f"{params:.2f}", f"{gflops:.3f}", f"{seconds:.3f}",
-                     f"{final_loss(runs[name], args.step):.4f}", f"{fid:.2f}"])
-        print(f"{name}: {params:.2f}M params, {gflops:.3f} GFLOP, {seconds:.3f} s/call, FID {fid:.2f}", flush=True)
+                     f"{final_loss(runs[name], args.step):.4f}", f"{fid:.2f}", f"{kid:.4f} ± {kid_std:.4f}"])
+        print(f"{name}: {params:.2f}M params, {gflops:.3f} GFLOP, {seconds:.3f} s/call, FID {fid:.2f}, "
+              f"KID {kid:.4f}", flush=True)
 
     baseline = next(iter(results))
     base = results[baseline]
@@ -203,16 +203,20 @@ def main() -> None:
         "training commands in docs/training.md. FLOPs: one forward pass of one image (torch FlopCounterMode). "
         f"Time: one pipeline call of {args.time_images} images, {args.time_steps} DDIM steps, guidance "
         f"{args.guidance_scale}, median of {args.runs} runs after 1 warm-up, all models in one process. "
-        f"Loss: mean logged training loss over steps {max(1, args.step - LOSS_WINDOW + 1)}-{args.step}. FID (legacy-tf, genaccel.eval): {n} "
+        f"Loss: mean logged training loss over steps {max(1, args.step - LOSS_WINDOW + 1)}-{args.step}. "
+        f"FID (legacy-tf, genaccel.eval): {n} "
         f"class-balanced samples ({args.steps} DDIM steps, guidance {args.guidance_scale}, the same labels and "
         f"seeds for every model) against {n} held-out real shapes; FID at N={n} is biased upward and only "
-        "comparable at the same N.",
+        f"comparable at the same N. KID (unbiased at any N): mean ± std over 100 subsets of "
+        f"{max(2, min(n, 2000) // 2)}. FLOPs count matrix products, convolutions and attention; the selective scan's "
+        "elementwise recurrence (a few FLOPs per channel and state per token) is not included.",
         "",
         f"Device: CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s)); GPU: not measured. "
         f"Commit: `{git_commit()}`. Command: `{command}`.",
         "",
         markdown_table(["model", "architecture", "params (M)", "GFLOP / image / forward", "CPU time / call (s)",
-                        "speed-up", "train loss", f"FID vs held-out real ({n})", f"FID / {baseline} FID"], rows),
+                        "speed-up", "train loss", f"FID vs held-out real ({n})", f"KID vs held-out real ({n})",
+                        f"FID / {baseline} FID"], rows),
         "",
         "Grid (one row per model in table order, one column per class): docs/trained_models_samples.png.",
     ])

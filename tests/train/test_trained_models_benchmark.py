@@ -46,11 +46,20 @@ def test_cached_statistics_are_reused_only_for_the_same_settings(tmp_path):
 
     def compute():
         calls.append(1)
-        return np.full(2, float(len(calls))), np.eye(2)
+        return np.full((3, 2), float(len(calls)))
 
     path = tmp_path / "run.npz"
     first = bench.cached(path, {"samples": 4}, compute)
     again = bench.cached(path, {"samples": 4}, compute)
-    assert len(calls) == 1 and np.array_equal(first[0], again[0])
+    assert len(calls) == 1 and np.array_equal(first, again)
     changed = bench.cached(path, {"samples": 8}, compute)
-    assert len(calls) == 2 and changed[0][0] == 2.0
+    assert len(calls) == 2 and changed[0, 0] == 2.0
+
+
+def test_fid_and_kid_vanish_for_identical_sets_and_grow_with_a_shift():
+    features = np.random.default_rng(0).normal(size=(64, 2048))
+    fid, kid, _ = bench.fid_and_kid(features, features)
+    assert abs(fid) < 1e-2  # 64 samples in 2048-d: the matrix square root of a singular covariance
+    shifted_fid, shifted_kid, _ = bench.fid_and_kid(features + 1.0, features)
+    assert shifted_fid == pytest.approx(2048.0, rel=1e-6)  # ||mu1 - mu2||^2, covariances equal
+    assert shifted_kid > kid
