@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -158,6 +159,7 @@ def main() -> None:
         return torch.cat(batches)
 
     settings = variants(args.steps)
+    load_before = os.getloadavg()[0]
     results, images, fid_images, scale_times = [], {}, {}, {}
     for name, config in settings.items():
         if config is not None:
@@ -176,6 +178,7 @@ def main() -> None:
             if config is not None:
                 genaccel.remove(pipe)
         results.append((name, timing.median_s))
+        load_after = os.getloadavg()[0]
         print(f"{name}: {timing.median_s:.3f} s", flush=True)
 
     manifest = json.loads((REFERENCE_DIR / "manifest.json").read_text())
@@ -235,7 +238,8 @@ def main() -> None:
         "DDIM steps at a larger image size, to show where sparse attention starts to pay; these sizes are outside "
         "the training distribution, so only time is reported for them.",
         "",
-        f"Device: CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s)); "
+        f"Device: CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores; "
+        f"1-min load average {load_before:.1f} at the start and {load_after:.1f} after the last timing); "
         f"GPU: not measured. Commit: `{git_commit()}`. Command: `python benchmarks/reference_models.py "
         f"--per-class {args.per_class} --steps {args.steps} --guidance-scale {args.guidance_scale} "
         f"--runs {args.runs} --time-images {args.time_images} --time-steps {args.time_steps} "

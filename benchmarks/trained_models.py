@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -123,8 +124,10 @@ def main() -> None:
     if args.fid_samples < 2:
         parser.error(f"--fid-samples must be >= 2 (a covariance needs two samples), got {args.fid_samples}")
     runs = dict(args.run)
-    if args.only is not None and args.only not in runs:
-        parser.error(f"--only {args.only!r} is not one of the runs: {', '.join(runs)}")
+    if args.only is not None:
+        if args.only not in runs:
+            parser.error(f"--only {args.only!r} is not one of the runs: {', '.join(runs)}")
+        runs = {args.only: runs[args.only]}  # the other runs may still be training
     torch.set_num_threads(args.threads)
 
     checkpoints = {name: checkpoint_of(folder, args.step) for name, folder in runs.items()}
@@ -152,6 +155,7 @@ def main() -> None:
         print(f"{args.only}: Inception features in {cache / (args.only + '.npz')}")
         return
 
+    load_before = os.getloadavg()[0]
     real_settings = dict(samples=args.fid_samples, num_images=num_images, size=size, data_seed=data_seed)
     real = cached(cache / "real.npz", real_settings, lambda: extractor(
         heldout_real_images(args.fid_samples, num_classes, num_images, size, data_seed)).numpy())
@@ -211,7 +215,9 @@ def main() -> None:
         f"{max(2, min(n, 2000) // 2)}. FLOPs count matrix products, convolutions and attention; the selective scan's "
         "elementwise recurrence (a few FLOPs per channel and state per token) is not included.",
         "",
-        f"Device: CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s)); GPU: not measured. "
+        f"Device: CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores; "
+        f"1-min load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after the timed part); "
+        "GPU: not measured. "
         f"Commit: `{git_commit()}`. Command: `{command}`.",
         "",
         markdown_table(["model", "architecture", "params (M)", "GFLOP / image / forward", "CPU time / call (s)",
