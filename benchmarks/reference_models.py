@@ -13,6 +13,7 @@ the "reference-models" section of BENCHMARKS.md and sample grids into docs/.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import genaccel  # noqa: E402
-from genaccel.data.shapes import ShapesDataset  # noqa: E402
+from genaccel.data.shapes import ShapesDataset, render_shape  # noqa: E402
 from genaccel.eval import frechet_distance  # noqa: E402
 from genaccel.eval.fid import FEATURE_DIM, InceptionExtractor  # noqa: E402
 from genaccel.eval.frechet import FeatureStats  # noqa: E402
@@ -71,24 +72,23 @@ def balanced_labels(count: int, num_classes: int) -> list[int]:
 
 
 def heldout_real_images(count: int, num_classes: int, num_images: int, size: int, seed: int) -> torch.Tensor:
-    """(count, 3, size, size) uint8 held-out shapes with the class counts of `balanced_labels`.
+    """(count, 3, size, size) uint8 real shapes never trained on, with the class counts of `balanced_labels`.
 
     Walks the held-out split in order and keeps an image while its class is below its quota, so the
-    real set has the same class balance as the generated one.
+    real set has the same class balance as the generated one. Where the split runs short of a class
+    (it is a random 10%), it continues with renders at indices num_images, num_images + 1, ...: the
+    same distribution, outside the training set (which only uses indices below num_images).
     """
     quota = np.bincount(balanced_labels(count, num_classes), minlength=num_classes)
     dataset = ShapesDataset(num_images, size, seed, split="heldout")
+    fresh = (render_shape(seed, index, size) for index in itertools.count(num_images))
     chosen = []
-    for item in range(len(dataset)):
+    for image, label in itertools.chain((dataset.image(item) for item in range(len(dataset))), fresh):
         if len(chosen) == count:
             break
-        image, label = dataset.image(item)
         if quota[label] > 0:
             quota[label] -= 1
             chosen.append(torch.from_numpy(np.array(image)).permute(2, 0, 1))
-    if len(chosen) < count:
-        raise ValueError(f"the held-out split of {len(dataset)} images has too few images per class for "
-                         f"{count} class-balanced real images; use fewer --fid-samples")
     return torch.stack(chosen)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from genaccel.data.shapes import ShapesDataset
+from genaccel.data.shapes import ShapesDataset, render_shape, split_indices
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_models.py"
 _spec = importlib.util.spec_from_file_location("reference_models_benchmark", _PATH)
@@ -36,6 +36,13 @@ def test_heldout_real_images_are_balanced_heldout_renders():
     assert sorted(labels) == sorted(bench.balanced_labels(16, 8))
 
 
-def test_heldout_real_images_refuse_too_many():
-    with pytest.raises(ValueError, match="too few images per class"):
-        bench.heldout_real_images(40, 8, num_images=100, size=32, seed=0)
+def test_heldout_real_images_top_up_with_renders_outside_the_training_set():
+    real = bench.heldout_real_images(40, 8, num_images=100, size=16, seed=0)  # 10 held out, 5 per class needed
+    heldout = ShapesDataset(100, 16, 0, split="heldout")
+    renders = {np.array(image).tobytes(): label for image, label in (heldout.image(i) for i in range(len(heldout)))}
+    renders |= {np.array(image).tobytes(): label for image, label in (render_shape(0, i, 16) for i in range(100, 140))}
+    training = {np.array(image).tobytes() for image, _ in (render_shape(0, i, 16) for i in
+                                                             split_indices(100, 0, "train"))}
+    images = [image.permute(1, 2, 0).numpy().tobytes() for image in real]
+    assert len(set(images)) == 40 and set(images) <= set(renders) and not set(images) & training
+    assert np.bincount([renders[image] for image in images], minlength=8).tolist() == [5] * 8
