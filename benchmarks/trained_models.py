@@ -210,7 +210,8 @@ def main() -> None:
         f"Loss: mean logged training loss over steps {max(1, args.step - LOSS_WINDOW + 1)}-{args.step}. "
         f"FID (legacy-tf, genaccel.eval): {n} "
         f"class-balanced samples ({args.steps} DDIM steps, guidance {args.guidance_scale}, the same labels and "
-        f"seeds for every model) against {n} held-out real shapes; FID at N={n} is biased upward and only "
+        f"seeds for every model) against {n} class-balanced real shapes never trained on (the held-out split, topped "
+        f"up with renders outside the training set where a class ran short); FID at N={n} is biased upward and only "
         f"comparable at the same N. KID (unbiased at any N): mean ± std over 100 subsets of "
         f"{max(2, min(n, 2000) // 2)}. FLOPs count matrix products, convolutions and attention; the selective scan's "
         "elementwise recurrence (a few FLOPs per channel and state per token) is not included.",
