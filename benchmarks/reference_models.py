@@ -137,6 +137,8 @@ def main() -> None:
                         help="images per setting (and held-out real images) for FID; 0 skips FID (default 256)")
     parser.add_argument("--fid-batch", type=int, default=64, help="images per pipeline call for FID (default 64)")
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--section", default="reference-models",
+                        help="BENCHMARKS.md section written (default reference-models)")
     parser.add_argument("--docs", default=str(REPO / "docs"))
     args = parser.parse_args()
     if args.fid_samples != 0 and args.fid_samples < 2:
@@ -260,7 +262,8 @@ def main() -> None:
         f"--runs {args.runs} --time-images {args.time_images} --time-steps {args.time_steps} "
         f"--scale-sizes {' '.join(map(str, args.scale_sizes))} --scale-images {args.scale_images} "
         f"--scale-steps {args.scale_steps} "
-        f"--threads {args.threads} --seed {args.seed} --fid-samples {args.fid_samples} --fid-batch {args.fid_batch}`.",
+        f"--threads {args.threads} --seed {args.seed} --fid-samples {args.fid_samples} --fid-batch {args.fid_batch} "
+        f"--section {args.section}`.",
         "",
         markdown_table(["attention", "CPU time / call (s)", "speed-up",
                         *[f"speed-up at {size}x{size} ({(size // patch) ** 2} tokens)" for size in args.scale_sizes],
@@ -270,7 +273,7 @@ def main() -> None:
         fid_note,
         "Grids: docs/demo_dit_samples.png (dense), docs/demo_dit_dense_vs_sparse.png (rows in table order).",
     ])
-    update_section(args.out, "reference-models", body)
+    update_section(args.out, args.section, body)
     print(body)
 
 
