@@ -106,6 +106,13 @@ def heldout_real_images(count: int, num_classes: int, num_images: int, size: int
     return torch.stack(chosen)
 
 
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, names: list[str]) -> None:
+    """A one-line parser error for the first option in `names` below 1 (counts of runs, images, steps)."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
 def fid_and_kid(fake: np.ndarray, real: np.ndarray) -> tuple[float, float, float]:
     """FID and KID (mean, std over 100 seeded subsets of half the samples, at most 1000) of two feature sets."""
     gaussians = []
@@ -143,8 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.fid_samples != 0 and args.fid_samples < 2:
         parser.error(f"--fid-samples must be 0 (skip FID) or >= 2 (a covariance needs two samples), got {args.fid_samples}")
-    if args.fid_batch < 1:
-        parser.error(f"--fid-batch must be >= 1, got {args.fid_batch}")
+    require_positive(parser, args, ["per_class", "steps", "runs", "time_images", "time_steps", "scale_images",
+                                    "scale_steps", "threads", "fid_batch"])
     torch.set_num_threads(args.threads)
 
     pipe = load_reference_pipeline()

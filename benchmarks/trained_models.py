@@ -30,7 +30,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from reference_models import REPO, balanced_labels, fid_and_kid, heldout_real_images
+from reference_models import REPO, balanced_labels, fid_and_kid, heldout_real_images, require_positive
 
 from genaccel.eval.fid import InceptionExtractor
 from genaccel.eval.markdown import git_commit, markdown_table, update_section
@@ -123,7 +123,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.fid_samples < 2:
         parser.error(f"--fid-samples must be >= 2 (a covariance needs two samples), got {args.fid_samples}")
+    require_positive(parser, args, ["step", "steps", "fid_batch", "runs", "time_images", "time_steps", "threads"])
     runs = dict(args.run)
+    if len(runs) != len(args.run):
+        parser.error(f"--run names must differ, got {[name for name, _ in args.run]}")
     if args.only is not None:
         if args.only not in runs:
             parser.error(f"--only {args.only!r} is not one of the runs: {', '.join(runs)}")

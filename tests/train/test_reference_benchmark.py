@@ -1,5 +1,6 @@
 """The class-balanced label and held-out real-image helpers of benchmarks/reference_models.py."""
 
+import argparse
 import importlib.util
 from pathlib import Path
 
@@ -46,3 +47,11 @@ def test_heldout_real_images_top_up_with_renders_outside_the_training_set():
     images = [image.permute(1, 2, 0).numpy().tobytes() for image in real]
     assert len(set(images)) == 40 and set(images) <= set(renders) and not set(images) & training
     assert np.bincount([renders[image] for image in images], minlength=8).tolist() == [5] * 8
+
+
+def test_require_positive_names_the_first_bad_option(capsys):
+    parser = argparse.ArgumentParser(prog="bench")
+    bench.require_positive(parser, argparse.Namespace(runs=1, time_steps=2), ["runs", "time_steps"])
+    with pytest.raises(SystemExit):
+        bench.require_positive(parser, argparse.Namespace(runs=1, time_steps=0), ["runs", "time_steps"])
+    assert "--time-steps must be >= 1, got 0" in capsys.readouterr().err
