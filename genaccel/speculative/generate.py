@@ -2,10 +2,11 @@
 
 `speculative_decoding` is a decoding method with the signature transformers 5.x calls for a
 callable `custom_generate`: `generate` prepares the GenerationConfig, the logits processors and
-stopping criteria, the DynamicCache, attention mask and (multimodal) position ids exactly as for
-its own decoding, then hands them here. So the processors that shape p are transformers' own,
-built from the same config, and stopping (EOS, max_length, stop strings) is decided by the same
-criteria, token by token.
+stopping criteria, the attention mask and (multimodal) position ids exactly as for its own
+decoding, then hands them here. So the processors that shape p are transformers' own, built from
+the same config, and stopping (EOS, max_length, stop strings) is decided by the same criteria,
+token by token. What differs between transformers releases (the cache's name, how inputs are
+sliced and extended, `crop`) lives in `transformers_compat`.
 
 Acceptance length = tokens emitted per target forward, including the bonus token; the prefill
 forward (which emits the first token) counts, so vanilla decoding is exactly 1.0.
@@ -17,10 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import DynamicCache, GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
+from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
 
 from genaccel.speculative.drafter import Draft, Drafter, Prefill
 from genaccel.speculative.target import LastHiddenStateRecorder, text_decoder, visual_mask
+from genaccel.speculative.transformers_compat import (
+    TransformersIncompatibilityError, check_per_token_inputs, croppable_cache, drop_last_tokens,
+    extend_per_token_inputs, pop_cache, prepare_inputs, returned_cache)
 from genaccel.speculative.verification import TokenChooser, verify
 
 
@@ -65,12 +69,6 @@ def _check_supported(model: PreTrainedModel, input_ids: torch.Tensor, generation
         raise ValueError(f"speculative decoding supports decoder-only targets, {type(model).__name__} is encoder-decoder")
     if model_kwargs.get("inputs_embeds") is not None:
         raise ValueError("speculative decoding needs input_ids (drafters read token ids); got inputs_embeds")
-    cache = model_kwargs.get("past_key_values")
-    if not isinstance(cache, DynamicCache):
-        raise ValueError(f"speculative decoding needs a DynamicCache (it is cropped on rejection), got {type(cache).__name__}; "
-                         "leave cache_implementation unset.")
-    if cache.get_seq_length() != 0:
-        raise ValueError("speculative decoding starts from an empty cache; do not pass a filled past_key_values")
     drafter.check_target(model)
 
 
@@ -86,13 +84,16 @@ def speculative_decoding(
     """Decoding method for `model.generate(custom_generate=speculative_decoding, drafter=...)`."""
     _check_supported(model, input_ids, generation_config, drafter, model_kwargs)
     chooser = TokenChooser(logits_processor, generation_config.do_sample)
-    cache = model_kwargs["past_key_values"]
+    cache = croppable_cache(pop_cache(model_kwargs))
     prompt_length = input_ids.shape[1]
+    check_per_token_inputs(model_kwargs, prompt_length)
 
     # Prefill: one target forward over the prompt, emitting the first token.
-    model_inputs = model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **model_kwargs)
+    model_inputs = prepare_inputs(model, input_ids, model_kwargs, cache, new_tokens=None)
     outputs = model(**model_inputs, output_hidden_states=True, return_dict=True)
-    model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, num_new_tokens=1)
+    if returned_cache(outputs) is not cache:
+        raise TransformersIncompatibilityError(f"{type(model).__name__} did not fill the cache it was given")
+    model_kwargs = extend_per_token_inputs(model_kwargs, 1)
     drafter.start(Prefill(input_ids=input_ids, input_embeds=outputs.hidden_states[0],
                           hidden_states=outputs.hidden_states[-1], visual_mask=visual_mask(model, input_ids)))
     first_token, _ = chooser.choose(input_ids, outputs.logits[:, -1])
@@ -114,11 +115,9 @@ def speculative_decoding(
                 draft = Draft(tokens=input_ids.new_zeros((1, 0)), probs=None)
             num_draft = draft.tokens.shape[1]
             candidate_ids = torch.cat([input_ids, draft.tokens.to(input_ids)], dim=1)
-            # attention mask / position ids extended over the drafts (the update never touches the cache)
-            candidate_kwargs = model._update_model_kwargs_for_generation({}, dict(model_kwargs),
-                                                                         num_new_tokens=num_draft)
-            model_inputs = model.prepare_inputs_for_generation(candidate_ids, next_sequence_length=num_draft + 1,
-                                                               **candidate_kwargs)
+            # attention mask / position ids extended over the drafts
+            candidate_kwargs = extend_per_token_inputs(model_kwargs, num_draft)
+            model_inputs = prepare_inputs(model, candidate_ids, candidate_kwargs, cache, new_tokens=num_draft + 1)
             if "logits_to_keep" in model_inputs:
                 model_inputs["logits_to_keep"] = num_draft + 1
             outputs = model(**model_inputs, return_dict=True)
@@ -137,8 +136,8 @@ def speculative_decoding(
                     break
             # The cache now holds every candidate; keep the positions whose tokens were emitted, except
             # the newest token, which the next forward feeds (as after any decoding step).
-            cache.crop(-(num_draft + 1 - kept))
-            model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, num_new_tokens=kept)
+            drop_last_tokens(cache, num_draft + 1 - kept)
+            model_kwargs = extend_per_token_inputs(model_kwargs, kept)
             if not finished:
                 hidden = recorder.value[:, :kept] if recorder is not None else None
                 drafter.observe(input_ids, hidden)

@@ -17,6 +17,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from genaccel.speculative.drafter import Draft, Drafter, Prefill
 from genaccel.speculative.target import output_head, target_spec, text_decoder
+from genaccel.speculative.transformers_compat import cache_keyword, drop_last_tokens
 from genaccel.speculative.verification import TokenChooser
 from genaccel.speculative.visual_compression import compress_visual_tokens
 
@@ -53,6 +54,7 @@ class SelfDrafter(Drafter):
         self.visual_tokens = visual_tokens
         self.visual_compression = visual_compression
         self._cache: DynamicCache | None = None
+        self._cache_keyword = cache_keyword(self.decoder)
 
     @classmethod
     def from_target(cls, model: PreTrainedModel, num_layers: int | None = None, visual_tokens: int = 64,
@@ -67,8 +69,8 @@ class SelfDrafter(Drafter):
         """Run the truncated decoder on new embeddings (1, n, D); logits (1, V) after the last one."""
         past = self._cache.get_seq_length()
         positions = torch.arange(past, past + embeds.shape[1], device=embeds.device)[None]
-        hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, past_key_values=self._cache,
-                              use_cache=True).last_hidden_state
+        hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=True,
+                              **{self._cache_keyword: self._cache}).last_hidden_state
         return self.lm_head(hidden[:, -1])
 
     def start(self, prefill: Prefill) -> None:
@@ -91,7 +93,7 @@ class SelfDrafter(Drafter):
         while common < min(len(self._cached_tokens), len(generated) - 1) and \
                 self._cached_tokens[common] == generated[common]:
             common += 1
-        self._cache.crop(-(len(self._cached_tokens) - common))
+        drop_last_tokens(self._cache, len(self._cached_tokens) - common)
         pending = torch.tensor([generated[common:]], device=input_ids.device)
         embeds = self.embed_tokens(pending)
         if self._last_prompt_embed is not None:

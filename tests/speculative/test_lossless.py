@@ -7,6 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from genaccel.speculative import FlashDrafter, SelfDrafter, speculative_decoding, speculative_generate
+from genaccel.speculative.transformers_compat import cache_keyword
 
 from tiny_targets import TARGETS, text_inputs, tiny_llama, tiny_llava, llava_inputs
 
@@ -72,7 +73,7 @@ def test_cache_is_rolled_back_over_a_long_generation():
                     SelfDrafter.from_target(model, num_layers=1, draft_len=5)):
         cache = DynamicCache()
         out = speculative_generate(model, drafter, **inputs, max_new_tokens=300, do_sample=False,
-                                   past_key_values=cache)
+                                   **{cache_keyword(model): cache})
         assert torch.equal(out.sequences, reference)
         assert out.num_drafted > out.num_accepted  # rejections happened, so the cache was cropped
         assert cache.get_seq_length() == out.sequences.shape[1] - 1  # every emitted token but the last
