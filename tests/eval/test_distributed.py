@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from genaccel.cli import main
 from tests.eval.helpers import write_images
+from tests.launch import ACCELERATE_LAUNCH
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 def test_two_process_fid_stats_equal_single_process(tmp_path, capsys, inception_weights) -> None:
     images = write_images(tmp_path / "images", 5, seed=3)  # odd count: shards of 3 and 2
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    command = ["accelerate", "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+    command = [*ACCELERATE_LAUNCH, "--num_processes", "2", "--cpu", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "genaccel", "fid-stats", str(images),
                "-o", str(tmp_path / "two.npz"), "--device", "cpu", "--batch-size", "2"]
     result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

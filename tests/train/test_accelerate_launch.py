@@ -1,21 +1,20 @@
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from tests.launch import ACCELERATE_LAUNCH
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_and_checkpoint(tmp_path):
-    if shutil.which("accelerate") is None:
-        pytest.fail("the accelerate command is not on PATH (pip install accelerate)")
     out = tmp_path / "run"
-    command = ["accelerate", "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+    command = [*ACCELERATE_LAUNCH, "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--cpu", "-m", "genaccel", "train", str(out), "--num-images", "20",
                "--image-size", "16", "--width", "16", "--depth", "1", "--heads", "1", "--batch-size", "2",
                "--max-steps", "3", "--sample-steps", "1", "--log-every", "1", "--threads", "1"]
