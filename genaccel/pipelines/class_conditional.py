@@ -5,10 +5,11 @@ inputs are stacked into one batch of twice the size, so the transformer (and any
 processor `genaccel.apply` puts on it) sees one call per denoising step.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: diffusers < 0.37 reads a pipeline's __init__
+# annotations as objects to type-check its components (string annotations raise KeyError in
+# `from_pretrained`), and accepts `typing.Optional` but not `X | None` there.
 import inspect
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "transformer"
 
-    def __init__(self, transformer: torch.nn.Module, scheduler, class_names: Sequence[str] | None = None) -> None:
+    def __init__(self, transformer: torch.nn.Module, scheduler, class_names: Optional[Sequence[str]] = None) -> None:
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler)
         self.class_names = list(class_names) if class_names is not None else None
