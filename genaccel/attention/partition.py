@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-
 import torch
+
+from genaccel.attention.caching import cached
 
 
 def normalize_window(grid: tuple[int, ...], window: int | tuple[int, ...]) -> tuple[int, ...]:
@@ -84,17 +84,18 @@ class WindowPartition:
         return x.reshape(*x.shape[:2], *blocks, *self.window, x.shape[-1]).permute(order).reshape(x.shape)
 
 
-@lru_cache(maxsize=64)
-def _partition_cpu(grid: tuple[int, ...], window: tuple[int, ...], shift: bool) -> WindowPartition:
+def build_partition(grid: tuple[int, ...], window: tuple[int, ...], shift: bool,
+                    device: torch.device) -> WindowPartition:
+    """The partition of `grid` into `window`s, built on `device` with static-shape ops only (traceable)."""
     offsets = shift_offsets(grid, window) if shift else (0,) * len(grid)
     lead = tuple((w - s) % w for w, s in zip(window, offsets))
     padded = tuple(math.ceil((g + p) / w) * w for g, p, w in zip(grid, lead, window))
     n_tokens = math.prod(grid)
     # token index of every padded position (N for padding), laid out row-major over `padded`
-    coords = torch.meshgrid(*[torch.arange(p) - l for p, l in zip(padded, lead)], indexing="ij")
-    inside = torch.ones(padded, dtype=torch.bool)
-    flat = torch.zeros(padded, dtype=torch.long)
-    for axis, (c, g) in enumerate(zip(coords, grid)):
+    coords = torch.meshgrid(*[torch.arange(p, device=device) - l for p, l in zip(padded, lead)], indexing="ij")
+    inside = torch.ones(padded, dtype=torch.bool, device=device)
+    flat = torch.zeros(padded, dtype=torch.long, device=device)
+    for c, g in zip(coords, grid):
         inside &= (c >= 0) & (c < g)
         flat = flat * g + c.clamp(0, g - 1)
     flat = torch.where(inside, flat, torch.full_like(flat, n_tokens))
@@ -106,29 +107,20 @@ def _partition_cpu(grid: tuple[int, ...], window: tuple[int, ...], shift: bool) 
     window_size = math.prod(window)
     num_windows = slot_to_token.numel() // window_size
     valid = (slot_to_token < n_tokens).reshape(num_windows, window_size)
-    real_slots = torch.nonzero(slot_to_token < n_tokens).squeeze(1)
-    token_to_slot = torch.empty(n_tokens, dtype=torch.long)
-    token_to_slot[slot_to_token[real_slots]] = real_slots
+    # inverse permutation without data-dependent shapes: padded slots scatter into a spare entry N
+    slots = torch.arange(slot_to_token.numel(), device=device)
+    token_to_slot = torch.zeros(n_tokens + 1, dtype=torch.long, device=device).scatter(0, slot_to_token, slots)[:n_tokens]
     return WindowPartition(grid, window, num_windows, window_size, slot_to_token, token_to_slot,
                            valid, token_to_slot // window_size, valid.sum(1),
                            slot_to_token.clamp(max=n_tokens - 1), shift)
 
 
-_DEVICE_CACHE: dict[tuple, WindowPartition] = {}
+_PARTITIONS: dict[tuple, WindowPartition] = {}
 
 
 def window_partition(grid: tuple[int, ...], window: tuple[int, ...], shift: bool,
                      device: torch.device) -> WindowPartition:
     """The (cached) partition of `grid` into `window`s, with its index tensors on `device`."""
-    key = (tuple(grid), tuple(window), bool(shift), str(device))
-    part = _DEVICE_CACHE.get(key)
-    if part is None:
-        cpu = _partition_cpu(tuple(grid), tuple(window), bool(shift))
-        part = WindowPartition(
-            cpu.grid, cpu.window, cpu.num_windows, cpu.window_size,
-            *(t.to(device) for t in (cpu.slot_to_token, cpu.token_to_slot, cpu.valid,
-                                     cpu.token_window, cpu.counts, cpu.gather_index)), cpu.shift)
-        if len(_DEVICE_CACHE) > 256:
-            _DEVICE_CACHE.clear()
-        _DEVICE_CACHE[key] = part
-    return part
+    grid, window, shift = tuple(int(g) for g in grid), tuple(int(w) for w in window), bool(shift)
+    return cached(_PARTITIONS, (grid, window, shift, str(device)),
+                  lambda: build_partition(grid, window, shift, torch.device(device)))
