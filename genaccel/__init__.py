@@ -1,7 +1,8 @@
 """genaccel: make generative visual models faster without making them worse."""
 
-from genaccel.api import apply, is_applied, remove
+from genaccel.api import applied, apply, is_applied, remove
 from genaccel.config import ProxyAttentionConfig, WindowAttentionConfig
 
 __version__ = "0.1.0"
-__all__ = ["apply", "remove", "is_applied", "ProxyAttentionConfig", "WindowAttentionConfig", "__version__"]
+__all__ = ["apply", "remove", "applied", "is_applied", "ProxyAttentionConfig", "WindowAttentionConfig",
+           "__version__"]

@@ -1,39 +1,28 @@
-"""`genaccel.apply(target, config)` and `genaccel.remove(target)`: patch a diffusers transformer's
-attention on the instance (processors and one forward pre-hook), and restore it exactly."""
+"""`genaccel.apply(target, config)`, `genaccel.remove(target)` and `with genaccel.applied(target, config)`.
+
+Only instances are patched: each supported attention module gets a sparse processor (the original is
+kept and restored by `remove`), each transformer one forward pre-hook that records the token grid,
+and, where the config needs it, the pipeline's scheduler (step counting for `dense_steps`) and a
+Flux pipeline's `prepare_latents` (the token grid, so compiled Flux needs no host sync).
+"""
 
 from __future__ import annotations
 
 import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import torch
 
+from genaccel.attention.families import ModelFamily, SparseProcessor, family_of, supported_classes
+from genaccel.attention.families.base import CONTEXT_PARALLEL
 from genaccel.attention.layout import LayoutHook, LayoutState
-from genaccel.attention.processors import (CogVideoXProcessor, FluxProcessor, SD3JointProcessor,
-                                           SelfAttentionProcessor, SparseProcessor, WanProcessor)
+from genaccel.attention.steps import SchedulerStepCounter, TimestepStepCounter
 from genaccel.config import SparseAttentionConfig
 
 _PATCH_ATTRIBUTE = "_genaccel_patch"
-
-
-@dataclass(frozen=True)
-class Family:
-    """How one diffusers transformer class lays out its attention."""
-
-    name: str
-    processor: type[SparseProcessor]
-    patterns: tuple[str, ...]  # module-name regexes; group 1 is the block index within that stack
-
-
-FAMILIES: dict[str, Family] = {
-    "PixArtTransformer2DModel": Family("pixart", SelfAttentionProcessor, (r"transformer_blocks\.(\d+)\.attn1",)),
-    "DiTTransformer2DModel": Family("dit", SelfAttentionProcessor, (r"transformer_blocks\.(\d+)\.attn1",)),
-    "SD3Transformer2DModel": Family("sd3", SD3JointProcessor, (r"transformer_blocks\.(\d+)\.attn2?",)),
-    "FluxTransformer2DModel": Family("flux", FluxProcessor, (r"transformer_blocks\.(\d+)\.attn",
-                                                            r"single_transformer_blocks\.(\d+)\.attn")),
-    "CogVideoXTransformer3DModel": Family("cogvideox", CogVideoXProcessor, (r"transformer_blocks\.(\d+)\.attn1",)),
-    "WanTransformer3DModel": Family("wan", WanProcessor, (r"blocks\.(\d+)\.attn1",)),
-}
 
 
 @dataclass
@@ -43,7 +32,14 @@ class Patch:
     config: SparseAttentionConfig
     state: LayoutState
     hook_handle: torch.utils.hooks.RemovableHandle
-    originals: list[tuple[torch.nn.Module, object]] = field(default_factory=list)
+    originals: list[tuple[torch.nn.Module, object, SparseProcessor]] = field(default_factory=list)
+    pipeline_patches: list[Any] = field(default_factory=list)  # scheduler counter, grid recorder (restore())
+    via_pipeline: bool = False
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module a `torch.compile`d wrapper (OptimizedModule) runs; patches go on it."""
+    return getattr(model, "_orig_mod", model)
 
 
 def _transformers_of(target) -> list[torch.nn.Module]:
@@ -55,65 +51,154 @@ def _transformers_of(target) -> list[torch.nn.Module]:
         models = [m for m in models if m is not None]
         if not models:
             raise TypeError(f"genaccel.apply takes a diffusers pipeline with a `transformer` or the transformer "
-                            f"itself; got {type(target).__name__}. Supported transformers: {', '.join(FAMILIES)}")
+                            f"itself; got {type(target).__name__}. Supported transformers: {supported_classes()}")
+    models = [_unwrap(m) for m in models]
     for model in models:
-        if type(model).__name__ not in FAMILIES:
-            raise TypeError(f"{type(model).__name__} is not supported by genaccel sparse attention; "
-                            f"supported transformer classes: {', '.join(FAMILIES)}")
+        family_of(model)  # raises for unsupported classes
     return models
 
 
-def _attention_modules(model: torch.nn.Module, family: Family) -> list[tuple[int, torch.nn.Module]]:
-    """(global block index, attention module) pairs; stacks are numbered one after another."""
-    found: list[tuple[int, torch.nn.Module]] = []
+def _attention_modules(model: torch.nn.Module, family: ModelFamily) -> list[tuple[int, str, torch.nn.Module]]:
+    """(global block index, name, attention module) triples; stacks are numbered one after another."""
+    found: list[tuple[int, str, torch.nn.Module]] = []
     offset = 0
-    for pattern in family.patterns:
+    for pattern in family.attention_patterns:
         regex = re.compile(pattern + r"$")
-        stack = [(int(m.group(1)), module) for name, module in model.named_modules()
+        stack = [(int(m.group(1)), name, module) for name, module in model.named_modules()
                  if (m := regex.match(name)) is not None]
-        found += [(offset + index, module) for index, module in stack]
-        offset += max((index for index, _ in stack), default=-1) + 1
+        found += [(offset + index, name, module) for index, name, module in stack]
+        offset += max((index for index, _, _ in stack), default=-1) + 1
     return found
+
+
+class ProcessorGuard:
+    """Observer on each (eager) transformer call: the sparse processors are still the ones apply set.
+
+    diffusers replaces processors wholesale (`fuse_qkv_projections`, `set_attn_processor`, loaders);
+    after that the model would silently run dense, so the next call raises instead."""
+
+    def __init__(self, patch: Patch):
+        self.patch = patch
+
+    def __call__(self, inputs: dict) -> None:
+        if torch.compiler.is_compiling():
+            return
+        replaced = [type(module.processor).__name__ for module, _, processor in self.patch.originals
+                    if module.processor is not processor]
+        if replaced:
+            raise RuntimeError(f"genaccel: {len(replaced)} sparse attention processors were replaced after "
+                               f"genaccel.apply (by {', '.join(sorted(set(replaced)))}), e.g. by fuse_qkv_projections, "
+                               "set_attn_processor or load_ip_adapter; call genaccel.remove first, make the change, "
+                               "then genaccel.apply again")
+
+
+def _check_not_parallel(model: torch.nn.Module) -> None:
+    config = getattr(model, "_parallel_config", None)
+    if getattr(config, "context_parallel_config", None) is not None:
+        raise NotImplementedError(CONTEXT_PARALLEL)
 
 
 def apply(target, config: SparseAttentionConfig):
     """Replace the self-attention of `target` (a diffusers pipeline or its transformer) by the sparse
-    attention `config` describes. Returns `target`. Undo with `genaccel.remove(target)`."""
+    attention `config` describes. Returns `target`. Undo with `genaccel.remove(target)`.
+
+    Attention modules whose processor genaccel does not reimplement (IP-Adapter, PAG, your own) keep
+    it and stay dense; a warning names them.
+    """
     if not isinstance(config, SparseAttentionConfig):
         raise TypeError(f"config must be genaccel.ProxyAttentionConfig or genaccel.WindowAttentionConfig, "
                         f"got {type(config).__name__}")
     models = _transformers_of(target)
+    pipeline = None if isinstance(target, torch.nn.Module) else target
+    plans = []
     for model in models:
         if getattr(model, _PATCH_ATTRIBUTE, None) is not None:
             raise ValueError(f"this {type(model).__name__} already has genaccel attention; call genaccel.remove first")
-    for model in models:
-        family = FAMILIES[type(model).__name__]
-        state = LayoutState()
-        hook = LayoutHook(model, family.name, state, needs_timestep=config.dense_steps > 0)
-        patch = Patch(config, state, model.register_forward_pre_hook(hook, with_kwargs=True))
-        for block_index, module in _attention_modules(model, family):
+        _check_not_parallel(model)
+        family = family_of(model)
+        modules = _attention_modules(model, family)
+        out_of_range = sorted(set(config.dense_blocks) - {index for index, _, _ in modules})
+        if out_of_range:
+            raise ValueError(f"dense_blocks {out_of_range} do not exist in this {type(model).__name__}: its attention "
+                             f"blocks are 0..{len(modules) - 1}")
+        plans.append((model, family, modules))
+
+    states = [LayoutState() for _ in models]
+    pipeline_patches: list[Any] = []
+    counter = None
+    if config.dense_steps > 0 and pipeline is not None:
+        counter = SchedulerStepCounter(pipeline, states, config.dense_steps)
+        pipeline_patches.append(counter)
+    if pipeline is not None:
+        for family in {family.name: family for _, family, _ in plans}.values():
+            if family.record_grid is not None and (recorder := family.record_grid(pipeline, states)) is not None:
+                pipeline_patches.append(recorder)
+
+    skipped: list[str] = []
+    for (model, family, modules), state in zip(plans, states):
+        observers = []
+        if counter is not None:
+            observers.append(counter.check_scheduler)
+        elif config.dense_steps > 0:
+            observers.append(TimestepStepCounter(state, config.dense_steps).observe)
+        hook = LayoutHook(model, family, state)
+        patch = Patch(config, state, model.register_forward_pre_hook(hook, with_kwargs=True),
+                      pipeline_patches=pipeline_patches, via_pipeline=pipeline is not None)
+        hook.observers = (ProcessorGuard(patch), *observers)
+        for block_index, name, module in modules:
             if block_index in config.dense_blocks:
                 continue
             original = module.processor
-            patch.originals.append((module, original))
-            module.set_processor(family.processor(original, config, state, block_index))
+            if type(original).__name__ not in family.replaces:
+                skipped.append(f"{name} ({type(original).__name__})")
+                continue
+            processor = family.processor(original, config, state, block_index)
+            patch.originals.append((module, original, processor))
+            module.set_processor(processor)
         setattr(model, _PATCH_ATTRIBUTE, patch)
+    if skipped:
+        warnings.warn("genaccel left these attention processors in place (dense), as it does not know how to "
+                      f"make them sparse: {', '.join(skipped)}", stacklevel=2)
     return target
 
 
 def remove(target):
-    """Restore every original attention processor and remove the layout hook. Returns `target`."""
+    """Restore every original attention processor, the hook and any pipeline patch. Returns `target`."""
     models = _transformers_of(target)
     patched = [m for m in models if getattr(m, _PATCH_ATTRIBUTE, None) is not None]
     if not patched:
         raise ValueError("genaccel.remove: this target has no genaccel attention applied")
+    if isinstance(target, torch.nn.Module) and getattr(target, _PATCH_ATTRIBUTE).via_pipeline:
+        raise ValueError("genaccel attention was applied to this transformer's pipeline; call genaccel.remove(pipe)")
+    replaced = []
+    pipeline_patches: dict[int, Any] = {}
     for model in patched:
         patch: Patch = getattr(model, _PATCH_ATTRIBUTE)
-        for module, original in patch.originals:
-            module.set_processor(original)
+        for module, original, processor in patch.originals:
+            if module.processor is processor:
+                module.set_processor(original)
+            else:
+                replaced.append(type(module.processor).__name__)
         patch.hook_handle.remove()
+        for pipeline_patch in patch.pipeline_patches:
+            pipeline_patches[id(pipeline_patch)] = pipeline_patch
         delattr(model, _PATCH_ATTRIBUTE)
+    for pipeline_patch in pipeline_patches.values():
+        pipeline_patch.restore()
+    if replaced:
+        warnings.warn(f"genaccel.remove: {len(replaced)} attention processors were replaced after genaccel.apply "
+                      f"(by {', '.join(sorted(set(replaced)))}); they were left as they are", stacklevel=2)
     return target
+
+
+@contextmanager
+def applied(target, config: SparseAttentionConfig) -> Iterator[Any]:
+    """`with genaccel.applied(pipe, config): ...`: sparse attention inside the block, the original after it."""
+    apply(target, config)
+    try:
+        yield target
+    finally:
+        remove(target)
 
 
 def is_applied(target) -> bool:
