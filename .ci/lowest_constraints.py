@@ -13,7 +13,7 @@ from pathlib import Path
 project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
 requirements = project["dependencies"] + project["optional-dependencies"]["test"]
 for requirement in requirements:
-    match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][0-9.]*)", requirement)
+    match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][0-9.]*)\s*(?:;.*)?", requirement)
     if match is None:
         sys.exit(f"pyproject.toml requirement {requirement!r} has no plain lower bound `name>=version`")
     name, version = match.groups()

@@ -30,7 +30,8 @@ class TinyPipeline:
 
     def __call__(self, steps: int, switch_at: int | None = None) -> list[torch.Tensor]:
         """One "pipeline call": one transformer call per scheduler step (transformer_2 from `switch_at` on)."""
-        self.scheduler.set_timesteps(steps)
+        device = self.inputs["hidden_states"].device
+        self.scheduler.set_timesteps(steps, device=device)
         if "img_ids" in self.inputs:
             self.prepare_latents()
         outputs = []
@@ -39,7 +40,7 @@ class TinyPipeline:
             inputs = {**self.inputs, "timestep": timestep.expand(2)}
             with torch.no_grad():
                 outputs.append(model(**inputs, return_dict=False)[0])
-            self.scheduler.step(torch.zeros(1), timestep, torch.zeros(1))
+            self.scheduler.step(torch.zeros(1, device=device), timestep, torch.zeros(1, device=device))
         return outputs
 
 
