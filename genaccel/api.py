@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 
 from genaccel.attention.families import ModelFamily, SparseProcessor, family_of, supported_classes
-from genaccel.attention.families.base import CONTEXT_PARALLEL
+from genaccel.attention.ulysses import RING_REFUSED
 from genaccel.attention.layout import LayoutHook, LayoutState
 from genaccel.attention.steps import SchedulerStepCounter, TimestepStepCounter
 from genaccel.config import SparseAttentionConfig
@@ -92,10 +92,18 @@ class ProcessorGuard:
                                "then genaccel.apply again")
 
 
-def _check_not_parallel(model: torch.nn.Module) -> None:
+def _parallel_config(model: torch.nn.Module):
+    """The model's diffusers ParallelConfig if it runs under context parallelism (Ulysses only), else None."""
     config = getattr(model, "_parallel_config", None)
-    if getattr(config, "context_parallel_config", None) is not None:
-        raise NotImplementedError(CONTEXT_PARALLEL)
+    if getattr(config, "tensor_parallel_config", None) is not None:
+        raise NotImplementedError("genaccel sparse attention does not run under diffusers tensor parallelism "
+                                  "(its processors would see sharded heads); use Ulysses context parallelism")
+    context_parallel = getattr(config, "context_parallel_config", None)
+    if context_parallel is None:
+        return None
+    if (getattr(context_parallel, "ring_degree", 1) or 1) > 1:
+        raise NotImplementedError(RING_REFUSED)
+    return config
 
 
 def apply(target, config: SparseAttentionConfig):
@@ -114,7 +122,7 @@ def apply(target, config: SparseAttentionConfig):
     for model in models:
         if getattr(model, _PATCH_ATTRIBUTE, None) is not None:
             raise ValueError(f"this {type(model).__name__} already has genaccel attention; call genaccel.remove first")
-        _check_not_parallel(model)
+        _parallel_config(model)  # raises for ring attention
         family = family_of(model)
         modules = _attention_modules(model, family)
         out_of_range = sorted(set(config.dense_blocks) - {index for index, _, _ in modules})
@@ -153,6 +161,7 @@ def apply(target, config: SparseAttentionConfig):
                 skipped.append(f"{name} ({type(original).__name__})")
                 continue
             processor = family.processor(original, config, state, block_index)
+            processor._parallel_config = _parallel_config(model)  # enable_parallelism called before apply
             patch.originals.append((module, original, processor))
             module.set_processor(processor)
         setattr(model, _PATCH_ATTRIBUTE, patch)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from diffusers import PixArtTransformer2DModel
@@ -113,13 +111,6 @@ def test_remove_on_a_transformer_applied_through_its_pipeline_asks_for_the_pipel
     with pytest.raises(ValueError, match=r"genaccel.remove\(pipe\)"):
         genaccel.remove(model)
     genaccel.remove(pipe)
-
-
-def test_context_parallelism_is_refused_clearly():
-    model, _, _ = build("wan")
-    model._parallel_config = SimpleNamespace(context_parallel_config=object())
-    with pytest.raises(NotImplementedError, match="context parallelism"):
-        genaccel.apply(model, genaccel.ProxyAttentionConfig(window=(1, 2, 2)))
 
 
 def test_flux_pipeline_records_the_grid_once_per_call():

@@ -15,6 +15,7 @@ import torch
 
 from genaccel.attention.layout import LayoutState
 from genaccel.attention.ops import joint_attention
+from genaccel.attention.ulysses import ulysses_attention
 from genaccel.config import SparseAttentionConfig
 
 GridReader = Callable[[Any, dict[str, Any]], tuple[int, ...]]  # (model config, forward inputs by name) -> grid
@@ -44,18 +45,13 @@ _REINSTANTIATED = ("genaccel sparse attention is applied to this model, and some
                    "Call genaccel.remove(pipe) first, load the adapter or processors, then genaccel.apply again.")
 
 
-CONTEXT_PARALLEL = ("genaccel sparse attention does not run under diffusers context parallelism "
-                    "(enable_parallelism with a ContextParallelConfig) in this version: each rank would attend only "
-                    "its own shard of the tokens. Use one GPU per pipeline, or keep dense attention.")
-
-
 class SparseProcessor:
     """Common part of the family processors: when to stay dense, and the sparse call on (B, heads, S, D).
 
     It keeps the processor it replaced (`original`) and calls it unchanged on dense steps.
     """
 
-    # diffusers' enable_parallelism sets this on processors that declare it: context parallelism is refused
+    # diffusers' enable_parallelism sets this on processors that declare it (context parallelism)
     _parallel_config = None
 
     def __init__(self, original=None, config: SparseAttentionConfig | None = None, state: LayoutState | None = None,
@@ -70,21 +66,38 @@ class SparseProcessor:
     def dense_now(self) -> bool:
         return self.state.dense
 
+    def context_parallel(self):
+        """diffusers' ContextParallelConfig when the model runs under context parallelism, else None."""
+        return getattr(self._parallel_config, "context_parallel_config", None)
+
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text_len: int,
                text_first: bool) -> torch.Tensor:
-        if getattr(self._parallel_config, "context_parallel_config", None) is not None:
-            raise NotImplementedError(CONTEXT_PARALLEL)
+        """Sparse attention over this call's [text | image] (or [image | text]) tokens: (B, heads, S, D).
+
+        Under Ulysses context parallelism the inputs are this rank's tokens and `text_len` its text tokens.
+        """
         grid = self.state.grid
         if grid is None:
             raise RuntimeError("genaccel: no token grid recorded; call the transformer itself (its forward "
                                "pre-hook records the grid), not the attention module alone")
-        return joint_attention(query, key, value, grid, self.config.window_for(grid), method=self.config.method,
-                               text_len=text_len, text_first=text_first,
-                               shift=self.config.shifted(self.block_index), backend=self.config.backend)
+
+        def over_all_tokens(q, k, v, text_len):
+            return joint_attention(q, k, v, grid, self.config.window_for(grid), method=self.config.method,
+                                   text_len=text_len, text_first=text_first,
+                                   shift=self.config.shifted(self.block_index), backend=self.config.backend)
+
+        context_parallel = self.context_parallel()
+        if context_parallel is None:
+            return over_all_tokens(query, key, value, text_len)
+        return ulysses_attention(over_all_tokens, query, key, value, text_len, text_first, context_parallel)
 
     def image_tokens(self) -> int:
+        """Image tokens this call (this rank, under context parallelism) holds."""
         grid = self.state.grid
-        return 0 if grid is None else math.prod(grid)
+        if grid is None:
+            return 0
+        context_parallel = self.context_parallel()
+        return math.prod(grid) // (context_parallel.ulysses_degree if context_parallel is not None else 1)
 
     @staticmethod
     def reject_mask(attention_mask) -> None:
