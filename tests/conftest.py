@@ -1,7 +1,16 @@
-"""Shared fixtures."""
+"""Shared fixtures, and Triton's interpreter on machines without CUDA."""
 
-import pytest
+import os
+
 import torch
+
+if not torch.cuda.is_available():
+    # Triton decides when it is imported (diffusers imports it through torch._dynamo) whether its kernels
+    # run compiled or interpreted: set before any test module loads, so that tests/attention/
+    # test_triton_kernel.py checks the fused kernel on CPU tensors
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture
