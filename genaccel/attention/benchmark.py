@@ -27,7 +27,14 @@ class Geometry:
     head_dim: int
 
 
-IMAGE_GEOMETRIES = [Geometry(f"{n // 1024}k image tokens", (int(math.isqrt(n)),) * 2, 16, 72) for n in (1024, 4096, 16384)]
+def image_geometries(device: torch.device) -> list[Geometry]:
+    """Square token grids with PixArt's heads (16 x 72): 1k-16k tokens, and 64k on CUDA (dense attention
+    at 64k tokens is minutes per call on a CPU)."""
+    sizes = (1024, 4096, 16384) + ((65536,) if device.type == "cuda" else ())
+    return [Geometry(f"{n // 1024}k image tokens", (math.isqrt(n),) * 2, 16, 72) for n in sizes]
+
+
+
 VIDEO_GEOMETRY = Geometry("CogVideoX-5B video (13x30x45)", (13, 30, 45), 48, 64)
 METHODS = [("window", (8, 8)), ("proxy", (8, 8)), ("proxy", (4, 4))]
 
@@ -71,37 +78,3 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def pixart_sigma_step(*, device: torch.device, dtype: torch.dtype, runs: int, warmup: int, num_layers: int = 28,
-                      grid: int = 128) -> list[dict]:
-    """One PixArt-Sigma-2048-geometry transformer step (width 1152, 16 x 72 heads, 128 x 128 = 16,384
-    tokens, CFG batch 2, random weights): dense vs proxy 8x8 vs window 8x8, end to end."""
-    import genaccel
-    from diffusers import PixArtTransformer2DModel
-
-    torch.manual_seed(0)
-    model = PixArtTransformer2DModel(
-        sample_size=grid * 2, num_layers=num_layers, attention_head_dim=72, num_attention_heads=16, in_channels=4,
-        out_channels=8, cross_attention_dim=1152, caption_channels=4096, patch_size=2, norm_type="ada_norm_single",
-        use_additional_conditions=False, interpolation_scale=None).to(device=device, dtype=dtype).eval()
-    inputs = dict(hidden_states=torch.randn(2, 4, grid * 2, grid * 2, device=device, dtype=dtype),
-                  encoder_hidden_states=torch.randn(2, 300, 4096, device=device, dtype=dtype),
-                  timestep=torch.tensor([500, 500], device=device),
-                  added_cond_kwargs={"resolution": None, "aspect_ratio": None})
-    configs = {"dense": None, "proxy 8x8": genaccel.ProxyAttentionConfig(window=(8, 8)),
-               "window 8x8 (+alt shift)": genaccel.WindowAttentionConfig(window=(8, 8), shift="alternate")}
-    timings = {}
-    with torch.no_grad():
-        for name, config in configs.items():  # patches differ per method, so methods run one after another
-            if config is not None:
-                genaccel.apply(model, config)
-            timings[name] = time_interleaved({name: lambda: model(**inputs)}, warmup=warmup, runs=runs,
-                                             device=device)[name]
-            if config is not None:
-                genaccel.remove(model)
-    dense_s = timings["dense"].median_s
-    name = f"PixArt-Sigma-2048 step ({num_layers} blocks, {grid * grid} tokens, CFG batch 2)"
-    return [dict(geometry=name, tokens=grid * grid, heads="16x72", method=method, median_ms=t.median_ms,
-                 speedup=dense_s / t.median_s, ideal=float("nan"), share=float("nan"), runs=runs)
-            for method, t in timings.items()]

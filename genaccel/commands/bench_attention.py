@@ -1,4 +1,6 @@
-"""`genaccel bench-attention`: dense SDPA vs window vs proxy attention, written to BENCHMARKS.md."""
+"""`genaccel bench-attention`: dense SDPA vs window vs proxy attention, written to BENCHMARKS.md.
+
+Attention alone; whole transformer steps at users' sizes are `benchmarks/transformer_step.py`'s."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ import sys
 
 import torch
 
-from genaccel.attention.benchmark import (IMAGE_GEOMETRIES, VIDEO_GEOMETRY, device_description, pixart_sigma_step,
-                                         run_geometry)
+from genaccel.attention.benchmark import VIDEO_GEOMETRY, device_description, image_geometries, run_geometry
 from genaccel.errors import UserFacingError
 from genaccel.eval.markdown import git_commit, markdown_table, update_section
 
@@ -29,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per method (median reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-video", action="store_true", help="skip the CogVideoX-5B geometry")
-    parser.add_argument("--transformer-step", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time a full PixArt-Sigma-2048 transformer step (default: on CUDA only; "
-                             "about 50 TFLOPs a step, impractical on CPU)")
     parser.add_argument("--write", default=None, metavar="BENCHMARKS.md",
                         help="write the table into this file's `attention` section")
 
@@ -50,14 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    geometries = IMAGE_GEOMETRIES + ([] if args.no_video else [VIDEO_GEOMETRY])
+    geometries = image_geometries(device) + ([] if args.no_video else [VIDEO_GEOMETRY])
     rows = []
     for geometry in geometries:
         print(f"timing {geometry.name} ...", file=sys.stderr, flush=True)
         rows += run_geometry(geometry, device=device, dtype=dtype, runs=args.runs, warmup=args.warmup)
-    if args.transformer_step or (args.transformer_step is None and device.type == "cuda"):
-        print("timing a PixArt-Sigma-2048 transformer step ...", file=sys.stderr, flush=True)
-        rows += pixart_sigma_step(device=device, dtype=dtype, runs=args.runs, warmup=args.warmup)
     table = markdown_table(
         ["geometry", "tokens", "heads x dim", "method", "median ms", "speedup vs dense", "ideal (FLOPs)", "share of ideal"],
         [[r["geometry"], r["tokens"], r["heads"], r["method"], f"{r['median_ms']:.1f}", f"{r['speedup']:.2f}x",
