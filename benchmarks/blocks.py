@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genaccel.attention import window_attention  # noqa: E402
 from genaccel.blocks import SS2D, LaMambaBlock  # noqa: E402
 from genaccel.blocks.attention_layers import MultiHeadAttention  # noqa: E402
-from genaccel.eval.markdown import git_commit, markdown_table, update_section  # noqa: E402
+from genaccel.bench.markdown import git_commit, markdown_table, update_section  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
 from genaccel.models import LaMambaDiTModel  # noqa: E402
 

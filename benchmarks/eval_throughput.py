@@ -27,7 +27,7 @@ from genaccel.eval.fid import InceptionExtractor
 from genaccel.eval.frechet import FeatureStats
 from genaccel.eval.fvd import I3DExtractor
 from genaccel.eval.inception import load_inception
-from genaccel.eval.markdown import git_commit, markdown_table, update_section
+from genaccel.bench.markdown import git_commit, markdown_table, update_section
 from genaccel.eval.resize import preprocess
 from genaccel.eval.timing import time_callable
 from genaccel.eval.weights import INCEPTION, resolve_weights

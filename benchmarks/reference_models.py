@@ -36,7 +36,7 @@ from genaccel.eval import frechet_distance  # noqa: E402
 from genaccel.eval.fid import FEATURE_DIM, InceptionExtractor  # noqa: E402
 from genaccel.eval.frechet import FeatureStats  # noqa: E402
 from genaccel.eval.kid import kernel_inception_distance  # noqa: E402
-from genaccel.eval.markdown import git_commit, markdown_table, update_section  # noqa: E402
+from genaccel.bench.markdown import git_commit, markdown_table, update_section  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
 from genaccel.pipelines.class_conditional import image_grid  # noqa: E402
 from genaccel.pipelines.reference import REFERENCE_DIR, load_reference_pipeline  # noqa: E402

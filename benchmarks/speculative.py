@@ -32,7 +32,7 @@ from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, 
                           LlavaForConditionalGeneration, LlavaProcessor)
 
 from genaccel.data.captions import PROMPT, build_caption_tokenizer, make_sample
-from genaccel.eval.markdown import git_commit, markdown_table, update_section
+from genaccel.bench.markdown import git_commit, markdown_table, update_section
 from genaccel.eval.timing import time_callable
 
 IMAGE_SIZE = 32

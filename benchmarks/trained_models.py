@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from reference_models import REPO, balanced_labels, fid_and_kid, heldout_real_images, require_positive
 
 from genaccel.eval.fid import InceptionExtractor
-from genaccel.eval.markdown import git_commit, markdown_table, update_section
+from genaccel.bench.markdown import git_commit, markdown_table, update_section
 from genaccel.eval.timing import time_callable
 from genaccel.pipelines.class_conditional import image_grid
 from genaccel.train.diffusion import pipeline_from_checkpoint

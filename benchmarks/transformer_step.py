@@ -47,8 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import genaccel  # noqa: E402
-from genaccel.attention.benchmark import device_description  # noqa: E402
-from genaccel.eval.markdown import git_commit, markdown_table, update_section  # noqa: E402
+from genaccel.bench.attention import device_description  # noqa: E402
+from genaccel.bench.markdown import git_commit, markdown_table, update_section  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
 
 SECTION = "transformer-step"
@@ -99,14 +99,15 @@ def flux_inputs(model: torch.nn.Module, grid: Grid, batch: int, device: torch.de
                 dtype: torch.dtype) -> dict[str, Any]:
     """Flux.1: packed latents (2x2 patches as 64 channels), 512 T5 tokens, pooled CLIP, ids as the pipeline
     builds them (row-major image grid, zero text ids), timestep / 1000 and the distilled guidance 3.5."""
-    from diffusers import FluxPipeline
-
     h, w = grid
+    image_ids = torch.zeros(h, w, 3, device=device, dtype=dtype)  # (0, row, column): FluxPipeline's layout
+    image_ids[..., 1] = torch.arange(h, device=device, dtype=dtype)[:, None]
+    image_ids[..., 2] = torch.arange(w, device=device, dtype=dtype)[None, :]
     return dict(hidden_states=_randn(batch, h * w, model.config.in_channels, device=device, dtype=dtype),
                 encoder_hidden_states=_randn(batch, 512, 4096, device=device, dtype=dtype),
                 pooled_projections=_randn(batch, 768, device=device, dtype=dtype),
                 timestep=torch.full((batch,), 0.5, device=device, dtype=dtype),
-                img_ids=FluxPipeline._prepare_latent_image_ids(batch, h, w, device, dtype),
+                img_ids=image_ids.reshape(h * w, 3),
                 txt_ids=torch.zeros(512, 3, device=device, dtype=dtype),
                 guidance=torch.full((batch,), 3.5, device=device, dtype=torch.float32))
 
@@ -253,7 +254,13 @@ def build(spec: ModelSpec, depth: int, device: torch.device, dtype: torch.dtype)
     torch.manual_seed(SEED)
     with torch.device(device), _default_dtype(dtype):
         model = getattr(diffusers, spec.class_name)(**model_config(spec, depth))
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    # as `from_pretrained(torch_dtype=dtype)` loads it: the class's `_keep_in_fp32_modules` (Wan's norms,
+    # RoPE and time embedder) stay float32
+    keep = tuple(model._keep_in_fp32_modules or ())
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if any(part in name for part in keep):  # diffusers' own rule: a substring of the name
+            tensor.data = tensor.data.float()
+    return model.eval().requires_grad_(False)
 
 
 @contextlib.contextmanager

@@ -9,15 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
-from genaccel.eval.markdown import markdown_table
+from genaccel.bench.markdown import markdown_table
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
+def _fmt(value: float | None, digits: int = 3, spread: float | None = None) -> str:
+    """`value` (and `± spread` where there is one) with `digits` decimals; n/a when not measured."""
     if value is None:
         return "n/a"
     if math.isinf(value):
         return "inf"
-    return f"{value:.{digits}f}"
+    if spread is None or not math.isfinite(spread):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {spread:.{digits}f}"
+
+
+def _figure(result, name: str, digits: int) -> str:
+    return _fmt(getattr(result, name), digits, getattr(result, f"{name}_spread"))
 
 
 def write_report(out_dir: Path, results: list, meta: dict) -> dict:
@@ -25,10 +32,11 @@ def write_report(out_dir: Path, results: list, meta: dict) -> dict:
     report = {"meta": meta, "methods": [asdict(r) for r in results]}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=True))
     headers = ["method", "outputs", "s / output", "s / step", "speed-up", "PSNR vs dense (dB)",
-               "SSIM vs dense", "LPIPS vs dense", "FID vs dense", "FID vs real", "FVD vs real"]
+               "SSIM vs dense", "LPIPS vs dense", "FID vs dense", "FID vs real", "KID vs real", "FVD vs real"]
     rows = [[r.method, r.count, _fmt(r.seconds_per_output), _fmt(r.seconds_per_step, 4), _fmt(r.speedup, 2),
-             _fmt(r.psnr, 2), _fmt(r.ssim, 4), _fmt(r.lpips, 4), _fmt(r.fid_vs_dense, 2),
-             _fmt(r.fid_vs_real, 2), _fmt(r.fvd_vs_real, 2)] for r in results]
+             _figure(r, "psnr", 2), _figure(r, "ssim", 4), _figure(r, "lpips", 4), _figure(r, "fid_vs_dense", 2),
+             _figure(r, "fid_vs_real", 2), _figure(r, "kid_vs_real", 4), _figure(r, "fvd_vs_real", 2)]
+            for r in results]
     notes = sorted({note for r in results for note in r.notes})
     lines = [
         "# genaccel bench report", "",
@@ -37,8 +45,11 @@ def write_report(out_dir: Path, results: list, meta: dict) -> dict:
         "- time: median wall-clock per output after one warm-up output; s / step = s / output / steps.",
         "- PSNR / SSIM: mean over outputs against the dense output with the same prompt and seed "
         "(identical outputs count as 100 dB).",
-        "- FID vs dense uses very few samples in benchmarks this small: compare methods with it, not "
-        "with published FIDs.", "",
+        "- ± : PSNR / SSIM / LPIPS, half-width of the 95% t-interval of the mean over outputs; FID / FVD, "
+        f"std over {meta.get('resamples', 0)} bootstrap resamples (the value itself uses all outputs); KID, std over "
+        "100 subsets. Two methods differ where their intervals do not overlap.",
+        "- FID below 2,000 samples is biased upward: compare methods at the same N with it (and with KID), "
+        "not with published FIDs (the notes below say where this applies).", "",
         markdown_table(headers, rows), "",
     ]
     lines += [f"Note: {note}" for note in notes]

@@ -1,4 +1,4 @@
-"""Shared pieces of the eval subcommands: device choice and turning input errors into one-liners."""
+"""Shared pieces of the subcommands (not a command itself): device choice and turning input errors into one-liners."""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from genaccel.eval.command_support import default_device, user_errors
+from genaccel.commands._support import default_device, user_errors
+from genaccel.eval.intervals import DEFAULT_RESAMPLES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--real", default=None,
                         help="real images (folder or .npz from `genaccel fid-stats`) for FID, or videos for FVD")
     parser.add_argument("--fid-mode", default="legacy-tf", choices=["legacy-tf", "clean"])
+    parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
+                        help="bootstrap resamples behind each FID / FVD interval; 0: no interval "
+                             f"(default {DEFAULT_RESAMPLES}; each costs one Frechet distance)")
     parser.add_argument("-o", "--out", default="bench-out", help="output folder (default: bench-out)")
     parser.set_defaults(func=run)
 
@@ -62,16 +66,18 @@ def _conditions(args: argparse.Namespace, pipe) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genaccel.eval.bench import BenchSettings, WorkItem, evaluate, generate_method, load_output
+    from genaccel.bench.pipelines import BenchSettings, WorkItem, evaluate, generate_method, load_output
     from genaccel.eval.distributed import is_main_process
-    from genaccel.eval.markdown import git_commit
-    from genaccel.eval.report import image_grid, plot_speed_quality, write_report
+    from genaccel.bench.markdown import git_commit
+    from genaccel.bench.report import image_grid, plot_speed_quality, write_report
     from genaccel.pipelines.loading import load_pipeline, parse_dtype, quiet
     from genaccel.pipelines.methods import parse_methods
 
     with user_errors():
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        if args.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
         methods = parse_methods(args.methods)
         try:
             seeds = [int(s) for s in args.seeds.split(",")]
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.out)
         settings = BenchSettings(out_dir=out_dir, steps=args.steps, guidance_scale=args.guidance_scale,
                                  height=args.height, width=args.width, device=device, real=args.real,
-                                 fid_mode=args.fid_mode, model=args.model,
+                                 fid_mode=args.fid_mode, model=args.model, resamples=args.bootstrap,
                                  command="genaccel " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         for method in methods:
             generate_method(pipe, method, items, settings)
@@ -94,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         results = evaluate(methods, items, settings)
         meta = {"model": args.model, "steps": args.steps, "device": device, "commit": git_commit(),
-                "command": settings.command, "seeds": seeds, "num_outputs": len(items)}
+                "command": settings.command, "seeds": seeds, "num_outputs": len(items),
+                "resamples": args.bootstrap}
         write_report(out_dir, results, meta)
         plot_speed_quality(out_dir, results)
         shown = items[:8]
@@ -105,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _existing(out_dir: Path, method, index: int) -> Path:
-    from genaccel.eval.bench import output_path
+    from genaccel.bench.pipelines import output_path
 
     image = output_path(out_dir, method, index, video=False)
     return image if image.exists() else output_path(out_dir, method, index, video=True)

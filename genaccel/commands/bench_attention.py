@@ -9,9 +9,9 @@ import sys
 
 import torch
 
-from genaccel.attention.benchmark import VIDEO_GEOMETRY, device_description, image_geometries, run_geometry
+from genaccel.bench.attention import VIDEO_GEOMETRY, device_description, image_geometries, run_geometry
 from genaccel.errors import UserFacingError
-from genaccel.eval.markdown import git_commit, markdown_table, update_section
+from genaccel.bench.markdown import git_commit, markdown_table, update_section
 
 
 def register(subparsers) -> None:

@@ -17,7 +17,7 @@ import torch
 import genaccel
 from genaccel.errors import UserFacingError
 from genaccel.eval.fidelity import psnr, ssim
-from genaccel.eval.report import image_grid
+from genaccel.bench.report import image_grid
 from genaccel.eval.transformer_timer import TransformerTimer
 from genaccel.pipelines.demo import load_demo_pipeline
 from genaccel.pipelines.reference import load_reference_pipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from genaccel.eval.command_support import default_device, user_errors
+from genaccel.commands._support import default_device, user_errors
 from genaccel.eval.resize import MODES
 
 
@@ -49,4 +49,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"FID ({result.mode}): {result.fid:.4f}  [{result.num_a} vs {result.num_b} images]")
         if result.kid is not None:
             print(f"KID: {result.kid[0]:.6f} ± {result.kid[1]:.6f}  [subset size {result.kid_subset_size}]")
+        if result.note:
+            print(f"note: {result.note}" + ("" if result.kid is not None else " (add --kid)"))
     return 0

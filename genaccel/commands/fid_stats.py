@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from genaccel.commands.fid import add_feature_options
-from genaccel.eval.command_support import default_device, user_errors
+from genaccel.commands._support import default_device, user_errors
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from genaccel.eval.command_support import default_device, user_errors
+from genaccel.commands._support import default_device, user_errors
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,4 +32,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict()))
     else:
         print(f"FVD: {result.fvd:.4f}  [{result.num_a} vs {result.num_b} videos]")
+        if result.note:
+            print(f"note: {result.note}")
     return 0

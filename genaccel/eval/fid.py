@@ -18,6 +18,7 @@ from genaccel.eval.distributed import gather_stats, shard
 from genaccel.eval.frechet import FeatureStats, GaussianStats, frechet_distance
 from genaccel.eval.images import list_images, load_image
 from genaccel.eval.inception import InceptionV3Features, load_inception
+from genaccel.eval.intervals import frechet_sample_note
 from genaccel.eval.kid import kernel_inception_distance
 from genaccel.eval.resize import check_mode, preprocess
 
@@ -105,8 +106,13 @@ class FidResult:
     kid: tuple[float, float] | None = None
     kid_subset_size: int | None = None
 
+    @property
+    def note(self) -> str | None:
+        """Why this FID is not comparable with published ones, when it comes from too few samples."""
+        return frechet_sample_note("FID", self.num_a, self.num_b)
+
     def as_dict(self) -> dict:
-        out = {"fid": self.fid, "num_a": self.num_a, "num_b": self.num_b, "mode": self.mode}
+        out = {"fid": self.fid, "num_a": self.num_a, "num_b": self.num_b, "mode": self.mode, "note": self.note}
         if self.kid is not None:
             out["kid_mean"], out["kid_std"] = self.kid
             out["kid_subset_size"] = self.kid_subset_size

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genaccel.eval.frechet import FeatureStats, GaussianStats, frechet_distance
+from genaccel.eval.intervals import frechet_sample_note
 from genaccel.eval.i3d import I3D, load_i3d
 from genaccel.eval.resize import resize_legacy_tf
 from genaccel.eval.videos import first_clip, list_videos, load_video
@@ -55,9 +56,9 @@ class I3DExtractor:
         return torch.cat(outputs) if outputs else torch.zeros(0, FEATURE_DIM)
 
 
-def stats_of_videos(paths: Sequence[Path], extractor: I3DExtractor) -> FeatureStats:
+def stats_of_videos(paths: Sequence[Path], extractor: I3DExtractor, *, keep_features: bool = False) -> FeatureStats:
     """Stream the first 16 frames of each video through I3D into float64 statistics."""
-    stats = FeatureStats(FEATURE_DIM)
+    stats = FeatureStats(FEATURE_DIM, keep_features=keep_features)
     pending: list[np.ndarray] = []
     shape = None
     for path in tqdm(paths, desc="I3D features", unit="video", leave=False, disable=None):
@@ -81,8 +82,13 @@ class FvdResult:
     num_a: int
     num_b: int
 
+    @property
+    def note(self) -> str | None:
+        """Why this FVD is not comparable with published ones, when it comes from too few videos."""
+        return frechet_sample_note("FVD", self.num_a, self.num_b)
+
     def as_dict(self) -> dict:
-        return {"fvd": self.fvd, "num_a": self.num_a, "num_b": self.num_b, "mode": FVD_MODE}
+        return {"fvd": self.fvd, "num_a": self.num_a, "num_b": self.num_b, "mode": FVD_MODE, "note": self.note}
 
 
 def _side(source: str | Path, extractor: I3DExtractor | None) -> GaussianStats:

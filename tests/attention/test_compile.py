@@ -6,6 +6,8 @@ dynamo hands over, without generating code, so the test checks tracing, guards a
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch._dynamo
@@ -142,3 +144,21 @@ def test_torch_export_of_a_patched_transformer(family):
     exported = torch.export.export(model, (), {**inputs, "return_dict": False})
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(**inputs, return_dict=False)[0], eager)
+
+
+@pytest.mark.skipif(not os.environ.get("GENACCEL_SLOW_TESTS"),
+                    reason="AOTInductor compiles C++ for one to two minutes on 2 cores: set GENACCEL_SLOW_TESTS=1 "
+                           "(.ci/run does)")
+def test_aot_inductor_package_of_a_patched_transformer(tmp_path):
+    """diffusers' `test_compile_works_with_aot` on a patched model: export, AOTInductor-compile to a .pt2
+    package (C++ on CPU), load it and run it; its output equals the eager patched model's."""
+    from torch._inductor.package import load_package
+
+    model, inputs, grid = build("pixart")
+    genaccel.apply(model, genaccel.ProxyAttentionConfig(window=window_for(grid)))
+    eager = run(model, inputs)
+    exported = torch.export.export(model, (), {**inputs, "return_dict": False})
+    package = torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp_path / "pixart.pt2"))
+    loaded = load_package(package, run_single_threaded=True)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs, return_dict=False)[0], eager, rtol=1e-4, atol=1e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,7 +83,10 @@ def test_bench_writes_reports_and_rerun_skips_finished_outputs(capsys, tmp_path,
     assert dense["psnr"] == 100.0 and dense["ssim"] == pytest.approx(1.0)
     assert 10 < proxy["psnr"] < 100 and 0 < proxy["ssim"] <= 1 and proxy["fid_vs_dense"] is not None
     assert any("LPIPS" in note for note in proxy["notes"]) or proxy["lpips"] is not None
-    assert "| proxy:2x2 | 2 |" in (out / "report.md").read_text()
+    assert proxy["psnr_spread"] > 0 and proxy["ssim_spread"] >= 0 and proxy["fid_vs_dense_spread"] >= 0
+    assert any("FID vs dense: FID from 2 samples" in note and "biased upward" in note for note in proxy["notes"])
+    markdown = (out / "report.md").read_text()
+    assert "| proxy:2x2 | 2 |" in markdown and f"{proxy['psnr']:.2f} ± {proxy['psnr_spread']:.2f}" in markdown
 
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png") if p.parent != out}
     timings = (out / "dense" / "timings.json").read_text()
@@ -92,8 +96,27 @@ def test_bench_writes_reports_and_rerun_skips_finished_outputs(capsys, tmp_path,
     assert (out / "dense" / "timings.json").read_text() == timings
 
 
+def test_bench_against_real_images_reports_fid_and_kid_with_intervals(tmp_path, tiny_pipeline) -> None:
+    from PIL import Image
+
+    real = tmp_path / "real"
+    real.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(real / f"{k}.png")
+    prompts = tmp_path / "labels.txt"
+    prompts.write_text("1\n3\n5\n")
+    out = tmp_path / "out"
+    assert _bench(tiny_pipeline, out, prompts, "--real", str(real), "--bootstrap", "3") == 0
+    for method in json.loads((out / "report.json").read_text())["methods"]:
+        assert method["fid_vs_real"] > 0 and method["fid_vs_real_spread"] >= 0
+        assert method["kid_vs_real"] is not None and method["kid_vs_real_spread"] >= 0
+        assert any(note.startswith("FID vs real: FID from 3 samples") for note in method["notes"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "sparse:2x2"], "bad method"),
+    (["--bootstrap", "-1"], "--bootstrap must be >= 0"),
     (["--real", "/nonexistent/real"], "does not exist"),
     (["--steps", "0"], "--steps must be >= 1"),
 ])

@@ -33,6 +33,9 @@ def test_fid_of_folders_equals_fid_of_their_saved_stats(capsys, image_folders, t
     result = json.loads(out)
     assert (result["num_a"], result["num_b"], result["mode"], result["kid_subset_size"]) == (4, 4, "legacy-tf", 3)
     assert result["fid"] > 1 and np.isfinite(result["kid_mean"])
+    assert "FID from 4 samples (< 2,000) is biased upward" in result["note"]
+    code, out, _ = _run(capsys, "fid", str(real), str(fake))
+    assert "note: FID from 4 samples" in out and "(add --kid)" in out
     for folder in (real, fake):
         assert _run(capsys, "fid-stats", str(folder), "-o", str(tmp_path / f"{folder.name}.npz"))[0] == 0
     code, out, _ = _run(capsys, "fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"), "--json")

@@ -74,6 +74,7 @@ def test_fvd_cli_json_and_self_distance(capsys, tmp_path, i3d_weights) -> None:
     code = main(["fvd", str(tmp_path / "real"), str(tmp_path / "real"), "--json", "--device", "cpu"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and (result["num_a"], result["num_b"]) == (3, 3)
+    assert result["note"].startswith("FVD from 3 samples")
     assert abs(result["fvd"]) < 1e-3  # 3 samples in 400-d: only eigenvalue noise remains
 
 
