@@ -80,7 +80,7 @@ def speed_part(args: argparse.Namespace) -> None:
 
 
 def quality_part(args: argparse.Namespace) -> None:
-    pipe = load_reference_pipeline(args.device)
+    pipe = load_reference_pipeline(device=args.device)
     pipe.set_progress_bar_config(disable=True)
     classes = list(pipe.class_names)
     print("2. Quality: genaccel's reference DiT (trained here on generated shapes; 32 x 32 px, 16 x 16 tokens),")

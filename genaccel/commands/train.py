@@ -10,9 +10,12 @@ from pathlib import Path
 from genaccel.errors import UserFacingError
 
 _HELP = {
-    "data": "'shapes' (generated on the fly) or a folder of same-size images with labels.csv",
+    "data": "'shapes' (generated on the fly) or a folder of same-size images with labels.csv; for --arch wan "
+            "a clip folder (`genaccel make-data emoji-videos`)",
     "num_images": "size of the generated shapes dataset (train + held-out)",
-    "arch": "dit (diffusers DiTTransformer2DModel), ptdit or lamamba (genaccel.models)",
+    "arch": "dit (diffusers DiTTransformer2DModel), ptdit or lamamba (genaccel.models); wan: videos "
+            "(diffusers WanTransformer3DModel)",
+    "num_frames": "frames per clip (--arch wan only; default 16)",
     "batch_size": "images per process per step",
     "max_minutes": "stop and save after this many minutes (0: no limit)",
     "init_from": "a checkpoint folder whose model weights start this run (fresh optimizer, EMA and step)",
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     values = {field.name: getattr(args, field.name) for field in fields(TrainConfig)}
     config = TrainConfig(**values)
     if args.data != "shapes" and not Path(args.data).is_dir():
-        raise UserFacingError(f"--data must be 'shapes' or an existing image folder, got {args.data!r}")
+        raise UserFacingError(f"--data must be 'shapes' or an existing image or clip folder, got {args.data!r}")
     try:
         final = train(config, resume=args.resume)
     except (ValueError, FileNotFoundError) as error:

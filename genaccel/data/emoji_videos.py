@@ -12,16 +12,14 @@ Unicode group of the first (front, larger) glyph.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
+from genaccel.data.clip_folder import ClipFolderDataset
 from genaccel.data.emoji import (GROUPS, Emoji, _check_size, emoji_sprite, load_font, split_emoji,
                                  write_metadata)
 from genaccel.data.shapes import _random_colour, _texture, write_labels
@@ -145,30 +143,11 @@ def save_emoji_videos(out_dir: str | Path, num_videos: int = 1000, size: int = 6
     return counts
 
 
-class EmojiVideoDataset(Dataset):
+class EmojiVideoDataset(ClipFolderDataset):
     """A split folder written by `save_emoji_videos`: items are ((T, 3, H, W) float32 in [-1, 1], group)."""
-
-    classes: tuple[str, ...] = GROUPS
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
         if split not in _SPLIT_CODES:
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-        self.folder = Path(root) / split
-        if not (self.folder / "labels.csv").is_file():
-            raise FileNotFoundError(f"{self.folder / 'labels.csv'} does not exist; write the clips with "
-                                    "`genaccel make-data emoji-videos`")
-        with (self.folder / "labels.csv").open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        self.files = [self.folder / row["file"] for row in rows]
-        self.labels = [int(row["label"]) for row in rows]
-        missing = [path.name for path in self.files if not path.is_file()]
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} clip(s) in {self.folder / 'labels.csv'} are missing, "
-                                    f"e.g. {missing[0]!r}")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        frames = np.load(self.files[item], allow_pickle=False)
-        return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0, self.labels[item]
+        super().__init__(Path(root) / split)
+        self.classes = list(GROUPS)

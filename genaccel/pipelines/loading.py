@@ -23,7 +23,7 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: torch.d
     if model == "demo":
         from genaccel.pipelines.reference import load_reference_pipeline
 
-        return load_reference_pipeline(device, dtype)
+        return load_reference_pipeline(device=device, dtype=dtype)
     if model == "demo-random":
         from genaccel.pipelines.demo import load_demo_pipeline
 

@@ -24,7 +24,8 @@ def sha256_of_bytes(data: bytes) -> str:
 
 def bundle_pipeline(pipe, out_dir: str | Path, dtype: torch.dtype = torch.float16,
                     info: dict | None = None) -> Path:
-    """Write `pipe` (a ClassConditionalPipeline) into `out_dir` as config + weights + manifest."""
+    """Write `pipe` (a ClassConditionalPipeline or ClassConditionalVideoPipeline) into `out_dir` as
+    config + weights + manifest."""
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
@@ -43,13 +44,16 @@ def bundle_pipeline(pipe, out_dir: str | Path, dtype: torch.dtype = torch.float1
         "classes": list(pipe.class_names) if pipe.class_names is not None else None,
         "info": info or {},
     }
+    if "num_frames" in pipe.config:  # a video pipeline: what it samples by default
+        manifest["video"] = {"num_frames": pipe.config.num_frames, "image_size": pipe.config.image_size}
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
 
 
 def load_bundled_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                           dtype: torch.dtype = torch.float32):
-    """The ClassConditionalPipeline in `folder`, after checking its weights' sha256 against the manifest."""
+    """The ClassConditionalPipeline (or ClassConditionalVideoPipeline) in `folder`, after checking its
+    weights' sha256 against the manifest."""
     import diffusers
     from safetensors.torch import load as load_safetensors
 
@@ -68,7 +72,8 @@ def load_bundled_pipeline(folder: str | Path, device: str | torch.device = "cpu"
     from genaccel.models import LaMambaDiTModel, PTDiTTransformer2DModel
 
     allowed = {"DiTTransformer2DModel": diffusers.DiTTransformer2DModel,
-               "PTDiTTransformer2DModel": PTDiTTransformer2DModel, "LaMambaDiTModel": LaMambaDiTModel}
+               "PTDiTTransformer2DModel": PTDiTTransformer2DModel, "LaMambaDiTModel": LaMambaDiTModel,
+               "WanTransformer3DModel": diffusers.WanTransformer3DModel}
     schedulers = {"DDIMScheduler": diffusers.DDIMScheduler, "DDPMScheduler": diffusers.DDPMScheduler}
     if manifest["transformer_class"] not in allowed or manifest["scheduler_class"] not in schedulers:
         raise ValueError(f"unsupported bundled classes {manifest['transformer_class']}/{manifest['scheduler_class']};"
@@ -82,7 +87,14 @@ def load_bundled_pipeline(folder: str | Path, device: str | torch.device = "cpu"
     transformer.to(device).eval()
     scheduler_class = schedulers[manifest["scheduler_class"]]
     scheduler = scheduler_class.from_config(scheduler_class.load_config(folder))
-    pipe = ClassConditionalPipeline(transformer=transformer, scheduler=scheduler, class_names=manifest["classes"])
+    if manifest["transformer_class"] == "WanTransformer3DModel":
+        from genaccel.pipelines.class_conditional_video import ClassConditionalVideoPipeline
+
+        video = manifest.get("video", {})
+        pipe = ClassConditionalVideoPipeline(transformer=transformer, scheduler=scheduler,
+                                             class_names=manifest["classes"], **video)
+    else:
+        pipe = ClassConditionalPipeline(transformer=transformer, scheduler=scheduler, class_names=manifest["classes"])
     return pipe.to(device)
 
 

@@ -1,4 +1,5 @@
-"""Class-conditional diffusion training in pixel space on accelerate.
+"""Class-conditional diffusion training in pixel space on accelerate: images (DiT, PT-DiT, LaMamba-DiT)
+or videos (`arch="wan"`: diffusers' WanTransformer3DModel, the class as a one-hot "text" token).
 
 The loop is deterministic given the seed: batch order is a seeded permutation per epoch, and the
 noise, timesteps and label dropout of step s on process r come from a generator seeded with
@@ -19,7 +20,8 @@ from torch import nn
 
 from genaccel.train.ema import EMA
 
-ARCHS = ("dit", "ptdit", "lamamba")
+ARCHS = ("dit", "ptdit", "lamamba", "wan")
+VIDEO_ARCHS = ("wan",)
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
@@ -29,9 +31,10 @@ class TrainConfig:
     """Everything a run depends on; saved into every checkpoint's state.json."""
 
     output_dir: str
-    data: str = "shapes"  # "shapes" or a folder of images (with labels.csv for classes)
+    data: str = "shapes"  # "shapes" or a folder of images (with labels.csv for classes); videos: a clip folder
     num_images: int = 4000  # size of the generated shapes dataset (train + held-out)
     image_size: int = 32
+    num_frames: int = 16  # frames per clip (video archs only)
     data_seed: int = 0
     arch: str = "dit"
     width: int = 192
@@ -79,8 +82,17 @@ class TrainConfig:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
+        if self.video and self.data == "shapes":
+            raise ValueError("arch 'wan' trains on clips: give --data a folder written by `genaccel make-data "
+                             "emoji-videos` (or `videos`)")
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {self.num_frames!r}")
         if not 0.0 <= self.class_dropout < 1.0:
             raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout!r}")
+
+    @property
+    def video(self) -> bool:
+        return self.arch in VIDEO_ARCHS
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -89,10 +101,20 @@ class TrainConfig:
 
 
 def load_training_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
-    """The whole training set in memory: (uint8 images (N, 3, H, W), int64 labels (N,), class names)."""
+    """The whole training set in memory: (uint8 images (N, 3, H, W) or clips (N, 3, T, H, W), int64
+    labels (N,), class names)."""
     from tqdm.auto import tqdm
 
-    if config.data == "shapes":
+    if config.video:
+        from genaccel.data.clip_folder import ClipFolderDataset
+
+        dataset = ClipFolderDataset(config.data)
+        expected = (config.num_frames, 3, config.image_size, config.image_size)
+        if tuple(dataset.shape) != expected:
+            raise ValueError(f"clips in {config.data} are {tuple(dataset.shape)} (T, 3, H, W) but num_frames and "
+                             f"image_size ask for {expected}; give --num-frames / --image-size to match")
+        classes = dataset.classes
+    elif config.data == "shapes":
         from genaccel.data.shapes import SHAPE_CLASSES, ShapesDataset
 
         dataset = ShapesDataset(config.num_images, config.image_size, config.data_seed, "train")
@@ -108,6 +130,8 @@ def load_training_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor,
     images, labels = [], []
     for item in tqdm(range(len(dataset)), desc="loading data", leave=False):
         image, label = dataset[item]
+        if config.video:
+            image = image.transpose(0, 1)  # (T, 3, H, W) -> (3, T, H, W), Wan's layout
         images.append(((image + 1) * 127.5).round().to(torch.uint8))
         labels.append(label)
     labels_tensor = torch.tensor(labels, dtype=torch.long)
@@ -117,7 +141,16 @@ def load_training_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """A freshly initialised transformer with DiT's call signature for `config.arch`."""
+    """A freshly initialised transformer for `config.arch` (DiT's call signature, or Wan's for video)."""
+    if config.video:
+        from diffusers import WanTransformer3DModel
+
+        head_dim = config.width // config.heads
+        return WanTransformer3DModel(
+            patch_size=(1, config.patch_size, config.patch_size), num_attention_heads=config.heads,
+            attention_head_dim=head_dim, in_channels=3, out_channels=3, text_dim=num_classes + 1, freq_dim=64,
+            ffn_dim=4 * config.width, num_layers=config.depth, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=max(64, config.num_frames, config.image_size))
     common = dict(num_attention_heads=config.heads, attention_head_dim=config.width // config.heads,
                   in_channels=3, out_channels=3, num_layers=config.depth, sample_size=config.image_size,
                   patch_size=config.patch_size, num_embeds_ada_norm=num_classes)
@@ -181,8 +214,17 @@ def diffusion_loss(model: nn.Module, scheduler, images: torch.Tensor, labels: to
     labels = torch.where(drop, torch.full_like(labels, null_label), labels)
     noisy = scheduler.add_noise(images, noise, timesteps)
     target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(images, noise, timesteps)
-    prediction = model(noisy, timestep=timesteps, class_labels=labels).sample[:, : images.shape[1]]
-    return torch.nn.functional.mse_loss(prediction.float(), target.float())
+    return torch.nn.functional.mse_loss(predict(model, noisy, timesteps, labels).float(), target.float())
+
+
+def predict(model: nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The model's output for noisy images (DiT-style call) or clips (Wan: the class as a one-hot token)."""
+    if noisy.dim() == 5:
+        from genaccel.pipelines.class_conditional_video import class_condition
+
+        condition = class_condition(labels, model.config.text_dim, noisy.dtype)
+        return model(noisy, timestep=timesteps, encoder_hidden_states=condition, return_dict=False)[0]
+    return model(noisy, timestep=timesteps, class_labels=labels).sample[:, : noisy.shape[1]]
 
 
 def _learning_rate(config: TrainConfig, step: int) -> float:
@@ -234,15 +276,21 @@ def load_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.o
 
 
 def export_pipeline(model: nn.Module, ema: EMA, config: TrainConfig, classes: list[str], folder: Path):
-    """A ClassConditionalPipeline with the EMA weights and a DDIM scheduler, saved to `folder`."""
+    """A ClassConditionalPipeline (or ClassConditionalVideoPipeline) with the EMA weights and a DDIM
+    scheduler, saved to `folder` unless it is None."""
     from diffusers import DDIMScheduler
 
     from genaccel.pipelines.class_conditional import ClassConditionalPipeline
+    from genaccel.pipelines.class_conditional_video import ClassConditionalVideoPipeline
 
     ema_model = copy.deepcopy(model).eval()
     ema.copy_to(ema_model)
     scheduler = DDIMScheduler.from_config(make_scheduler(config).config)
-    pipe = ClassConditionalPipeline(transformer=ema_model, scheduler=scheduler, class_names=classes)
+    if config.video:
+        pipe = ClassConditionalVideoPipeline(transformer=ema_model, scheduler=scheduler, class_names=classes,
+                                             num_frames=config.num_frames, image_size=config.image_size)
+    else:
+        pipe = ClassConditionalPipeline(transformer=ema_model, scheduler=scheduler, class_names=classes)
     pipe.set_progress_bar_config(disable=True)
     if folder is not None:
         pipe.save_pretrained(folder)
@@ -267,12 +315,24 @@ def pipeline_from_checkpoint(folder: str | Path):
 
 
 def save_sample_grid(pipe, config: TrainConfig, path: Path, per_class: int = 4) -> None:
-    """A grid PNG: one column per class, `per_class` rows, from a fixed seed."""
+    """A grid PNG from a fixed seed: one column per class and `per_class` rows (images), or one row
+    per class of 8 frames spread over its clip (videos)."""
+    from PIL import Image
+
     from genaccel.pipelines.class_conditional import image_grid
 
     num_classes = pipe.num_classes
-    labels = [c for _ in range(per_class) for c in range(num_classes)]
     generator = torch.Generator().manual_seed(config.seed)
+    if config.video:
+        clips = pipe(list(range(num_classes)), num_inference_steps=config.sample_steps, generator=generator,
+                     guidance_scale=config.guidance_scale, output_type="pil").frames
+        columns = min(8, config.num_frames)
+        picks = [round(k * (config.num_frames - 1) / max(1, columns - 1)) for k in range(columns)]
+        images: list[Image.Image] = [clip[k] for clip in clips for k in picks]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image_grid(images, columns=columns).save(path)
+        return
+    labels = [c for _ in range(per_class) for c in range(num_classes)]
     images = pipe(labels, num_inference_steps=config.sample_steps, generator=generator,
                   guidance_scale=config.guidance_scale).images
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +388,7 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
         batch = images[index].float() / 127.5 - 1.0
         if config.hflip:
             flip = (torch.rand(batch.shape[0], generator=generator) < 0.5).to(batch.device)
-            batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+            batch = torch.where(flip.view(-1, *[1] * (batch.dim() - 1)), batch.flip(-1), batch)
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step)
         with accelerator.autocast():

@@ -99,7 +99,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
 
 def test_cli_reports_user_errors(tmp_path, capsys):
     assert main(["train", str(tmp_path), "--data", str(tmp_path / "missing")]) == 2
-    assert "--data must be 'shapes' or an existing image folder" in capsys.readouterr().err
+    assert "--data must be 'shapes' or an existing image or clip folder" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--width", "30", "--heads", "4"]) == 2
     assert "divisible by heads" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--resume", "latest", "--num-images", "20", "--image-size", "16",

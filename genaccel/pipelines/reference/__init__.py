@@ -1,8 +1,13 @@
 """Reference models trained by genaccel itself and shipped in the package (no hub download needed).
 
-`demo_dit`: a small class-conditional DiTTransformer2DModel in pixel space (32x32 RGB, patch 2,
-i.e. a 16x16 token grid) trained with `genaccel train` on the generated shapes dataset
-(genaccel.data.shapes). Its manifest.json records the weights' sha256 and how it was trained.
+- `image` (`demo_dit/`): a small class-conditional DiTTransformer2DModel in pixel space (32x32 RGB,
+  patch 2, i.e. a 16x16 token grid) trained with `genaccel train` on the generated shapes dataset
+  (genaccel.data.shapes); a ClassConditionalPipeline.
+- `video` (`emoji_video/`): a small class-conditional WanTransformer3DModel in pixel space trained
+  with `genaccel train --arch wan` on moving-emoji clips (genaccel.data.emoji_videos); a
+  ClassConditionalVideoPipeline whose output is a list of clips under `.frames`.
+
+Each folder's manifest.json records the weights' sha256 (checked before loading) and how it was trained.
 """
 
 from __future__ import annotations
@@ -11,11 +16,17 @@ from pathlib import Path
 
 import torch
 
-REFERENCE_DIR = Path(__file__).parent / "demo_dit"
+REFERENCE_ROOT = Path(__file__).parent
+REFERENCE_DIRS = {"image": REFERENCE_ROOT / "demo_dit", "video": REFERENCE_ROOT / "emoji_video"}
+REFERENCE_DIR = REFERENCE_DIRS["image"]
 
 
-def load_reference_pipeline(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """The bundled demo DiT as a ClassConditionalPipeline (sha256 of its weights verified first)."""
+def load_reference_pipeline(kind: str = "image", *, device: str | torch.device = "cpu",
+                            dtype: torch.dtype = torch.float32):
+    """The bundled reference model of `kind` ('image' or 'video') as a pipeline (its sha256 verified first)."""
     from genaccel.train.bundle import load_bundled_pipeline
 
-    return load_bundled_pipeline(REFERENCE_DIR, device=device, dtype=dtype)
+    if kind not in REFERENCE_DIRS:
+        raise ValueError(f"kind must be one of {sorted(REFERENCE_DIRS)}, got {kind!r} (device and dtype are "
+                         "keyword arguments: load_reference_pipeline(device='cuda'))")
+    return load_bundled_pipeline(REFERENCE_DIRS[kind], device=device, dtype=dtype)
