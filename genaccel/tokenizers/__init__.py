@@ -1,1 +1,9 @@
-"""genaccel.tokenizers"""
+"""genaccel.tokenizers: visual tokenizers (multi-scale HieraTok-style, continuous or FSQ-discrete).
+
+Not a top-level `tokenizers` package: that would shadow Hugging Face's `tokenizers`.
+"""
+
+from genaccel.tokenizers.fsq import FSQ
+from genaccel.tokenizers.multiscale import MultiScaleTokenizer, scale_causal_mask
+
+__all__ = ["FSQ", "MultiScaleTokenizer", "scale_causal_mask"]
