@@ -171,11 +171,14 @@ class MultiScaleTokenizer(ModelMixin, ConfigMixin):
         return DecoderOutput(sample=image) if return_dict else (image,)
 
     def forward(self, sample: torch.Tensor, sample_posterior: bool = False,
-                generator: torch.Generator | None = None) -> DecoderOutput:
-        """Reconstruction: encode, take the mode (or a sample), decode."""
+                generator: torch.Generator | None = None, return_posterior: bool = False
+                ) -> DecoderOutput | tuple[DecoderOutput, DiagonalGaussianDistribution]:
+        """Reconstruction: encode, take the mode (or a sample), decode; with `return_posterior` also the
+        posterior (training needs its KL, and must go through forward for data-parallel gradients)."""
         posterior = self.encode(sample).latent_dist
-        z = posterior.sample(generator) if sample_posterior else posterior.mode()
-        return self.decode(z)
+        z = posterior.sample(generator) if sample_posterior and self.quantize is None else posterior.mode()
+        decoded = self.decode(z)
+        return (decoded, posterior) if return_posterior else decoded
 
     # --------------------------------------------------------------------------- discrete tokens
 

@@ -114,3 +114,16 @@ def test_save_and_load_are_bitwise(tmp_path):
 def test_bad_configs_are_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         MultiScaleTokenizer(**{**SMALL, **overrides})
+
+
+def test_continuous_tokenizer_is_the_vae_of_a_diffusers_dit_pipeline():
+    from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
+                                        num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+    pipe = DiTPipeline(transformer=transformer, vae=tokenizer(), scheduler=DDIMScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(class_labels=[1, 3], num_inference_steps=2, guidance_scale=1.0, output_type="np",
+               generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == (2, 16, 16, 3) and 0 <= out.min() and out.max() <= 1

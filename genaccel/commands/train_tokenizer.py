@@ -1,0 +1,57 @@
+"""`genaccel train-tokenizer`: train the multi-scale (or, with --scales M, single-scale) tokenizer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from genaccel.errors import UserFacingError
+
+_HELP = {
+    "data": "'shapes' (generated on the fly) or a folder of same-size images (e.g. `genaccel make-data emoji`)",
+    "scales": "token-map sides, coarse to fine, ending at image_size / patch_size (one value: the single-scale twin)",
+    "quantizer": "none (continuous, an AutoencoderKL drop-in) or fsq (discrete codes per scale)",
+    "fsq_levels": "FSQ levels, one per latent channel (codebook = their product)",
+    "kl_weight": "weight of the posterior's KL term (continuous mode)",
+    "max_minutes": "stop and save after this many minutes (0: no limit)",
+    "sample_every": "write a reconstruction grid every N steps (0: only at the end)",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from genaccel.train.diffusion import MIXED_PRECISION
+    from genaccel.train.tokenizer import QUANTIZERS, TokenizerTrainConfig
+
+    parser = subparsers.add_parser("train-tokenizer", help="train the multi-scale visual tokenizer",
+                                   description=__doc__)
+    parser.add_argument("output_dir", help="where checkpoints, samples, log.jsonl and final/ go")
+    choices = {"quantizer": QUANTIZERS, "mixed_precision": MIXED_PRECISION}
+    for field in fields(TokenizerTrainConfig):
+        if field.name == "output_dir":
+            continue
+        kind = {"int": int, "float": float, "str": str}[str(field.type)]
+        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default,
+                            choices=choices.get(field.name), help=_HELP.get(field.name, f"default: {field.default}"))
+    parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder to continue from")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from genaccel.train.tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TokenizerTrainConfig(**{field.name: getattr(args, field.name) for field in fields(TokenizerTrainConfig)})
+    if args.data != "shapes" and not Path(args.data).is_dir():
+        raise UserFacingError(f"--data must be 'shapes' or an existing image folder, got {args.data!r}")
+    try:
+        final = train_tokenizer(config, resume=args.resume)
+    except (ValueError, FileNotFoundError) as error:
+        raise UserFacingError(str(error)) from None
+    print(json.dumps({"tokenizer": str(final)}))
+    return 0

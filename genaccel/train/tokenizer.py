@@ -1,0 +1,230 @@
+"""Training the multi-scale tokenizer (or its single-scale twin) on accelerate, with the conventions of
+`genaccel.train.diffusion`: a seeded, resumable loop (batch order per epoch and the posterior noise of
+step s on process r come from (seed, s, r)), EMA weights, mixed precision, checkpoints, sample grids.
+
+Loss: L1 + MSE between the image and its reconstruction, plus `kl_weight` x the posterior's KL to a
+standard normal in continuous mode (keeps the latent scale tame for a diffusion model; FSQ needs none).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from genaccel.train.diffusion import MIXED_PRECISION, TrainConfig, _step_generator, batch_indices, load_training_data
+from genaccel.train.ema import EMA
+
+QUANTIZERS = ("none", "fsq")
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """Everything a tokenizer run depends on; saved into every checkpoint's state.json."""
+
+    output_dir: str
+    data: str = "shapes"  # "shapes" or a folder of same-size images
+    num_images: int = 4000  # size of the generated shapes dataset (train + held-out)
+    image_size: int = 32
+    data_seed: int = 0
+    patch_size: int = 4
+    width: int = 128
+    heads: int = 4
+    encoder_depth: int = 2
+    scale_depth: int = 2
+    decoder_depth: int = 2
+    scales: str = "1,2,4,8"  # comma-separated, coarse to fine, ending at image_size / patch_size
+    latent_channels: int = 4
+    quantizer: str = "none"
+    fsq_levels: str = "8,5,5,5"
+    kl_weight: float = 1e-6
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    warmup_steps: int = 200
+    max_steps: int = 2000
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"
+    checkpoint_every: int = 500
+    sample_every: int = 0  # 0: only at the end
+    log_every: int = 10
+    max_minutes: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        for name in ("batch_size", "max_steps", "width", "heads", "patch_size", "latent_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.kl_weight < 0:
+            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight!r}")
+        _ints(self.scales, "scales")
+        _ints(self.fsq_levels, "fsq_levels")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TokenizerTrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+
+
+def build_tokenizer(config: TokenizerTrainConfig):
+    """A freshly initialised MultiScaleTokenizer for `config` (its errors name bad scales / levels)."""
+    from genaccel.tokenizers import MultiScaleTokenizer
+
+    return MultiScaleTokenizer(
+        image_size=config.image_size, patch_size=config.patch_size, width=config.width, heads=config.heads,
+        encoder_depth=config.encoder_depth, scale_depth=config.scale_depth, decoder_depth=config.decoder_depth,
+        scales=_ints(config.scales, "scales"), latent_channels=config.latent_channels,
+        quantizer=None if config.quantizer == "none" else config.quantizer,
+        fsq_levels=_ints(config.fsq_levels, "fsq_levels"))
+
+
+def tokenizer_loss(model, images: torch.Tensor, kl_weight: float, generator: torch.Generator) -> torch.Tensor:
+    """L1 + MSE of the reconstruction (from a posterior sample) plus kl_weight x KL (continuous mode)."""
+    decoded, posterior = model(images, sample_posterior=True, generator=generator, return_posterior=True)
+    reconstruction, target = decoded.sample.float(), images.float()
+    loss = (reconstruction - target).abs().mean() + (reconstruction - target).pow(2).mean()
+    continuous = getattr(model, "module", model).quantize is None  # (model may be wrapped for DDP)
+    if kl_weight and continuous:  # FSQ's point-mass posterior has no KL term
+        loss = loss + kl_weight * posterior.kl().mean()
+    return loss
+
+
+def _save(folder: Path, model, ema: EMA, optimizer, config: TokenizerTrainConfig, step: int) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder / "model")
+    save_file(ema.state_dict(), folder / "ema.safetensors")
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    (folder / "state.json").write_text(json.dumps({"step": step, "config": asdict(config)}, indent=2))
+
+
+def ema_tokenizer(model, ema: EMA):
+    """A copy of `model` holding the EMA weights, in eval mode."""
+    copy_ = copy.deepcopy(model).eval()
+    ema.copy_to(copy_)
+    return copy_
+
+
+def tokenizer_from_checkpoint(folder: str | Path):
+    """The EMA tokenizer of a checkpoint written by `train_tokenizer`."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "state.json").exists():
+        raise FileNotFoundError(f"{folder} is not a tokenizer checkpoint: it has no state.json")
+    config = TokenizerTrainConfig.from_dict(json.loads((folder / "state.json").read_text())["config"])
+    model = build_tokenizer(config)
+    ema = EMA(model, config.ema_decay)
+    ema.load_state_dict(load_file(folder / "ema.safetensors"))
+    return ema_tokenizer(model, ema)
+
+
+def save_reconstruction_grid(model, images: torch.Tensor, path: Path) -> None:
+    """Originals (top row) over reconstructions (bottom row), as one PNG."""
+    from genaccel.pipelines.class_conditional import image_grid
+    from PIL import Image
+
+    with torch.no_grad():
+        reconstruction = model(images.to(next(model.parameters()).dtype)).sample.float().clamp(-1, 1)
+    rows = torch.cat([images.float(), reconstruction.cpu()])
+    arrays = ((rows + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid([Image.fromarray(a) for a in arrays], columns=len(images)).save(path)
+
+
+def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> Path:
+    """Run (or resume) a tokenizer run; returns the final tokenizer folder (EMA weights, save_pretrained)."""
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+
+    from genaccel.train.diffusion import latest_checkpoint
+
+    config.validate()
+    output_dir = Path(config.output_dir)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    data_config = TrainConfig(output_dir=config.output_dir, data=config.data, num_images=config.num_images,
+                              image_size=config.image_size, data_seed=config.data_seed)
+    images, _, _ = load_training_data(data_config)
+    torch.manual_seed(config.seed)
+    model = build_tokenizer(config)
+    ema = EMA(model, config.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95))
+    step = 0
+    if resume is not None:
+        checkpoint = latest_checkpoint(output_dir) if resume == "latest" else Path(resume)
+        if checkpoint is None:
+            raise FileNotFoundError(f"no checkpoint to resume under {output_dir / 'checkpoints'}")
+        model.load_state_dict(load_file(checkpoint / "model" / "diffusion_pytorch_model.safetensors"), strict=True)
+        ema.load_state_dict(load_file(checkpoint / "ema.safetensors"))
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu"))
+        step = json.loads((checkpoint / "state.json").read_text())["step"]
+    model, optimizer = accelerator.prepare(model, optimizer)
+    images = images.to(accelerator.device)
+    fixed = images[:8].float().cpu() / 127.5 - 1.0  # the same images in every sample grid
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    progress = tqdm(total=config.max_steps, initial=step, desc="train-tokenizer",
+                    disable=not accelerator.is_main_process)
+    model.train()
+    started = time.monotonic()
+    while step < config.max_steps:
+        if config.max_minutes > 0:
+            late = torch.tensor(float(time.monotonic() - started > 60 * config.max_minutes), device=accelerator.device)
+            if accelerator.reduce(late, reduction="sum").item() > 0:
+                break
+        generator = _step_generator(config.seed, step, rank)
+        index = batch_indices(len(images), step, config.batch_size, rank, world, config.seed).to(images.device)
+        batch = images[index].float() / 127.5 - 1.0
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        with accelerator.autocast():
+            loss = tokenizer_loss(model, batch, config.kl_weight, generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(accelerator.unwrap_model(model))
+        step += 1
+        progress.update(1)
+        if step % config.log_every == 0 or step == config.max_steps:
+            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+            progress.set_postfix(loss=f"{mean_loss:.4f}")
+            if accelerator.is_main_process:
+                with (output_dir / "log.jsonl").open("a") as handle:
+                    handle.write(json.dumps({"step": step, "loss": mean_loss}) + "\n")
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                _save(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step)
+            if config.sample_every and step % config.sample_every == 0:
+                save_reconstruction_grid(ema_tokenizer(unwrapped, ema), fixed,
+                                         output_dir / "samples" / f"step-{step:07d}.png")
+    progress.close()
+    accelerator.wait_for_everyone()
+    final = output_dir / "final"
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        _save(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step)
+        tokenizer = ema_tokenizer(unwrapped, ema)
+        tokenizer.save_pretrained(final)
+        save_reconstruction_grid(tokenizer, fixed, output_dir / "samples" / f"step-{step:07d}.png")
+    accelerator.wait_for_everyone()
+    return final
