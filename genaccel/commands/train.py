@@ -7,6 +7,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from genaccel.commands._support import add_config_arguments
 from genaccel.errors import UserFacingError
 
 _HELP = {
@@ -30,17 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__)
     parser.add_argument("output_dir", help="where checkpoints, samples, log.jsonl and final/ go")
     choices = {"arch": ARCHS, "prediction_type": PREDICTION_TYPES, "mixed_precision": MIXED_PRECISION}
-    for field in fields(TrainConfig):
-        if field.name == "output_dir":
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=_HELP.get(field.name))
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(field.type)]
-            parser.add_argument(flag, type=kind, default=field.default, choices=choices.get(field.name),
-                                help=_HELP.get(field.name, f"default: {field.default}"))
+    add_config_arguments(parser, TrainConfig, _HELP, choices)
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder to continue from")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
     parser.set_defaults(func=run)

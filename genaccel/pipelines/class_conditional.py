@@ -31,6 +31,32 @@ def null_class_id(transformer: torch.nn.Module) -> int:
                      "'num_classes': cannot tell the number of classes")
 
 
+def class_label_ids(class_labels, class_names: Optional[Sequence[str]], num_classes: int,
+                    device: torch.device) -> torch.Tensor:
+    """Class ids (long tensor) of ints, class names, a sequence of them or a tensor; errors name the
+    unknown name or the id outside [0, num_classes)."""
+    if isinstance(class_labels, torch.Tensor):
+        labels = [int(v) for v in class_labels.flatten().tolist()]
+    elif isinstance(class_labels, (int, str)):
+        labels = [class_labels]
+    else:
+        labels = list(class_labels)
+    ids = []
+    for label in labels:
+        if isinstance(label, str):
+            if class_names is None or label not in class_names:
+                raise ValueError(f"unknown class name {label!r}; known: {class_names}")
+            label = list(class_names).index(label)
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+            raise TypeError(f"class labels must be ints or class names, got {label!r}")
+        if not 0 <= label < num_classes:
+            raise ValueError(f"class label {label} is outside [0, {num_classes})")
+        ids.append(int(label))
+    if not ids:
+        raise ValueError("class_labels is empty: give at least one class")
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
 class ClassConditionalPipeline(DiffusionPipeline):
     """Sample images of given classes from a class-conditional pixel-space transformer."""
 
@@ -46,26 +72,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
         return null_class_id(self.transformer)
 
     def _label_ids(self, class_labels: int | str | Sequence[int | str] | torch.Tensor) -> torch.Tensor:
-        if isinstance(class_labels, torch.Tensor):
-            labels = [int(v) for v in class_labels.flatten().tolist()]
-        elif isinstance(class_labels, (int, str)):
-            labels = [class_labels]
-        else:
-            labels = list(class_labels)
-        ids = []
-        for label in labels:
-            if isinstance(label, str):
-                if self.class_names is None or label not in self.class_names:
-                    raise ValueError(f"unknown class name {label!r}; known: {self.class_names}")
-                label = self.class_names.index(label)
-            if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
-                raise TypeError(f"class labels must be ints or class names, got {label!r}")
-            if not 0 <= label < self.num_classes:
-                raise ValueError(f"class label {label} is outside [0, {self.num_classes})")
-            ids.append(int(label))
-        if not ids:
-            raise ValueError("class_labels is empty: give at least one class")
-        return torch.tensor(ids, dtype=torch.long, device=self._execution_device)
+        return class_label_ids(class_labels, self.class_names, self.num_classes, self._execution_device)
 
     @torch.no_grad()
     def __call__(self, class_labels: int | str | Sequence[int | str] | torch.Tensor,

@@ -23,6 +23,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from genaccel.pipelines.class_conditional import class_label_ids
+
 OUTPUT_TYPES = ("np", "pt", "pil")
 
 
@@ -67,21 +69,7 @@ class ClassConditionalVideoPipeline(DiffusionPipeline):
         return video_num_classes(self.transformer)
 
     def _label_ids(self, class_labels) -> torch.Tensor:
-        labels = [class_labels] if isinstance(class_labels, (int, str)) else list(class_labels)
-        ids = []
-        for label in labels:
-            if isinstance(label, str):
-                if self.class_names is None or label not in self.class_names:
-                    raise ValueError(f"unknown class name {label!r}; known: {self.class_names}")
-                label = self.class_names.index(label)
-            if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
-                raise TypeError(f"class labels must be ints or class names, got {label!r}")
-            if not 0 <= label < self.num_classes:
-                raise ValueError(f"class label {label} is outside [0, {self.num_classes})")
-            ids.append(int(label))
-        if not ids:
-            raise ValueError("class_labels is empty: give at least one class")
-        return torch.tensor(ids, dtype=torch.long, device=self._execution_device)
+        return class_label_ids(class_labels, self.class_names, self.num_classes, self._execution_device)
 
     @torch.no_grad()
     def __call__(self, class_labels: Union[int, str, Sequence[Union[int, str]]], num_inference_steps: int = 50,

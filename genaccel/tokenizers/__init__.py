@@ -5,5 +5,6 @@ Not a top-level `tokenizers` package: that would shadow Hugging Face's `tokenize
 
 from genaccel.tokenizers.fsq import FSQ
 from genaccel.tokenizers.multiscale import MultiScaleTokenizer, scale_causal_mask
+from genaccel.tokenizers.reference import load_reference_tokenizer
 
-__all__ = ["FSQ", "MultiScaleTokenizer", "scale_causal_mask"]
+__all__ = ["FSQ", "MultiScaleTokenizer", "load_reference_tokenizer", "scale_causal_mask"]

@@ -1,19 +1,15 @@
 """The class-balanced label and held-out real-image helpers of benchmarks/reference_models.py."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from genaccel.data.shapes import ShapesDataset, render_shape, split_indices
+from tests.benchmark_scripts import load_benchmark
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_models.py"
-_spec = importlib.util.spec_from_file_location("reference_models_benchmark", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_benchmark("reference_models")
 
 
 def test_balanced_labels_cycle_through_classes():

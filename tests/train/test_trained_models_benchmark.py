@@ -1,19 +1,16 @@
 """The run, checkpoint, loss and cache helpers of benchmarks/trained_models.py."""
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.benchmark_scripts import BENCHMARKS, load_benchmark
 
-_BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(_BENCHMARKS))  # trained_models imports its sibling reference_models
-_spec = importlib.util.spec_from_file_location("trained_models_benchmark", _BENCHMARKS / "trained_models.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+sys.path.insert(0, str(BENCHMARKS))  # trained_models imports its sibling reference_models
+bench = load_benchmark("trained_models")
 
 
 def test_parse_run_splits_name_and_folder():
