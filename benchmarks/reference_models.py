@@ -32,9 +32,8 @@ sys.path.insert(0, str(REPO))
 
 import genaccel  # noqa: E402
 from genaccel.data.shapes import ShapesDataset, render_shape  # noqa: E402
-from genaccel.eval import frechet_distance  # noqa: E402
-from genaccel.eval.fid import FEATURE_DIM, InceptionExtractor  # noqa: E402
-from genaccel.eval.frechet import FeatureStats  # noqa: E402
+from genaccel.eval.fid import InceptionExtractor  # noqa: E402
+from genaccel.eval.intervals import Estimate, bootstrap_frechet  # noqa: E402
 from genaccel.eval.kid import kernel_inception_distance  # noqa: E402
 from genaccel.bench.markdown import git_commit, markdown_table, update_section  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
@@ -113,16 +112,13 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
 
-def fid_and_kid(fake: np.ndarray, real: np.ndarray) -> tuple[float, float, float]:
-    """FID and KID (mean, std over 100 seeded subsets of half the samples, at most 1000) of two feature sets."""
-    gaussians = []
-    for features in (fake, real):
-        stats = FeatureStats(FEATURE_DIM)
-        stats.update(features)
-        gaussians.append(stats.mean_cov())
+def fid_and_kid(fake: np.ndarray, real: np.ndarray, resamples: int = 10) -> tuple[Estimate, float, float]:
+    """FID with its bootstrap std (`resamples` draws of each side), and KID (mean, std over 100 seeded
+    subsets of half the samples, at most 1000) of two feature sets."""
+    fid = bootstrap_frechet(fake, real, resamples=resamples)
     kid = kernel_inception_distance(real, fake, subset_size=max(2, min(len(fake), len(real), 2000) // 2),
                                     generator=torch.Generator().manual_seed(0))
-    return frechet_distance(*gaussians[0], *gaussians[1]), *kid
+    return fid, *kid
 
 
 def main() -> None:
@@ -215,9 +211,9 @@ def main() -> None:
         features = {name: extractor(batch).numpy() for name, batch in tqdm(fid_images.items(), desc="Inception")}
         for name, fake in features.items():
             fid, kid, kid_std = fid_and_kid(fake, real_features)
-            fid_real[name] = [f"{fid:.2f}", f"{kid:.4f} ± {kid_std:.4f}"]
-            fid_dense[name] = "0 (itself)" if name == "dense" else f"{fid_and_kid(fake, features['dense'])[0]:.2f}"
-            print(f"{name}: FID vs real {fid}, KID {kid}, FID vs dense {fid_dense[name]}", flush=True)
+            fid_real[name] = [fid.format(2), f"{kid:.4f} ± {kid_std:.4f}"]
+            fid_dense[name] = "0 (itself)" if name == "dense" else fid_and_kid(fake, features['dense'])[0].format(2)
+            print(f"{name}: FID vs real {fid.format(2)}, KID {kid}, FID vs dense {fid_dense[name]}", flush=True)
 
     dense, dense_s = images["dense"], results[0][1]
     rows = []
@@ -248,7 +244,8 @@ def main() -> None:
         f"every setting) against {n} held-out real shapes with the same class counts, and each sparse setting "
         f"against the dense samples. FID from {n} samples is biased upward (2048-d features, few samples) and only "
         f"comparable with FID at the same N; its differences between settings are what this table shows. "
-        f"KID (unbiased at any N): mean ± std over 100 subsets of {max(2, min(n, 2000) // 2)}."
+        f"KID (unbiased at any N): mean ± std over 100 subsets of {max(2, min(n, 2000) // 2)}. FID ± its std over "
+        "10 bootstrap resamples."
         if n else "FID: not measured in this run (`--fid-samples 0`).")
     body = "\n".join([
         f"Bundled reference model `demo_dit` (DiTTransformer2DModel, 32x32 pixels, 16x16 tokens, trained "

@@ -180,10 +180,10 @@ def main() -> None:
                            generator=torch.Generator().manual_seed(args.seed),
                            guidance_scale=args.guidance_scale, output_type="pil").images
         grids.extend(grid_images)
-        results[name] = dict(params=params, gflops=gflops, seconds=seconds, fid=fid)
+        results[name] = dict(params=params, gflops=gflops, seconds=seconds, fid=fid.value)
         rows.append([name, describe(config), f"{params:.2f}", f"{gflops:.3f}", f"{seconds:.3f}",
-                     f"{final_loss(runs[name], args.step):.4f}", f"{fid:.2f}", f"{kid:.4f} ± {kid_std:.4f}"])
-        print(f"{name}: {params:.2f}M params, {gflops:.3f} GFLOP, {seconds:.3f} s/call, FID {fid:.2f}, "
+                     f"{final_loss(runs[name], args.step):.4f}", fid.format(2), f"{kid:.4f} ± {kid_std:.4f}"])
+        print(f"{name}: {params:.2f}M params, {gflops:.3f} GFLOP, {seconds:.3f} s/call, FID {fid.format(2)}, "
               f"KID {kid:.4f}", flush=True)
 
     baseline = next(iter(results))
