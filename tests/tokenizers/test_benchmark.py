@@ -1,4 +1,4 @@
-"""benchmarks/tokenizers.py on two tiny tokenizers (continuous and FSQ) and a small image folder."""
+"""benchmarks/visual_tokenizers.py on two tiny tokenizers (continuous and FSQ) and a small image folder."""
 
 
 import numpy as np
@@ -11,7 +11,7 @@ from tests.benchmark_scripts import load_benchmark
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmark("tokenizers")
+    return load_benchmark("visual_tokenizers")
 
 
 def test_table_rows_and_code_usage(bench, tmp_path):

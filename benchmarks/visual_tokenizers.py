@@ -1,4 +1,7 @@
-"""Tokenizers side by side on held-out images: reconstruction quality, speed and (discrete) code usage.
+"""Visual tokenizers side by side on held-out images: reconstruction quality, speed and (discrete) code usage.
+
+(Not `benchmarks/tokenizers.py`: scripts here put benchmarks/ on sys.path, where that name would shadow
+Hugging Face's `tokenizers`.)
 
 For every `--tokenizer NAME=PATH` (a `MultiScaleTokenizer` folder, e.g. a run's `final/`, or a
 training checkpoint): reconstruct every image of `--real` (a folder of same-size images, e.g.
@@ -8,7 +11,7 @@ it), PSNR and SSIM (torchmetrics, mean ± 95% interval over images), encode and 
 (median of `--runs` after a warm-up), parameters, tokens per scale and, for FSQ tokenizers, the share
 of the codebook used at each scale. Writes the "tokenizers" section of BENCHMARKS.md.
 
-    python benchmarks/tokenizers.py --tokenizer multi=runs/tok_multi/final --tokenizer single=runs/tok_single/final \
+    python benchmarks/visual_tokenizers.py --tokenizer multi=runs/tok_multi/final --tokenizer single=runs/tok_single/final \
         --real data/emoji32/heldout --write BENCHMARKS.md
 """
 
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", rfid, kid, *quality,
                      f"{len(batch) / encode_s:.0f}", f"{len(batch) / decode_s:.0f}", usage])
     wall = time.perf_counter() - started
-    command = "python benchmarks/tokenizers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/visual_tokenizers.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = (f"Device: CPU ({torch.get_num_threads()} threads); torch {torch.__version__}; commit {commit}. Command: "
               f"`{command.strip()}` ({wall:.0f} s).\n\nEvery image of `{args.real}` ({len(real)} images, "
               f"{real.shape[-1]} px) reconstructed by each tokenizer (posterior mode / quantized codes). rFID: "
