@@ -3,8 +3,8 @@
 (Not `benchmarks/tokenizers.py`: scripts here put benchmarks/ on sys.path, where that name would shadow
 Hugging Face's `tokenizers`.)
 
-For every `--tokenizer NAME=PATH` (a `MultiScaleTokenizer` folder, e.g. a run's `final/`, or a
-training checkpoint): reconstruct every image of `--real` (a folder of same-size images, e.g.
+For every `--tokenizer NAME=PATH` (a bundled tokenizer such as genaccel/tokenizers/reference/multi_scale,
+a `MultiScaleTokenizer` folder, e.g. a run's `final/`, or a training checkpoint): reconstruct every image of `--real` (a folder of same-size images, e.g.
 `genaccel make-data emoji`'s heldout/), then report rFID of the reconstructions against the
 originals (legacy-tf Inception; bootstrap std; below 2,000 images biased upward, said so, KID beside
 it), PSNR and SSIM (torchmetrics, mean ± 95% interval over images), encode and decode images/s
@@ -37,16 +37,20 @@ SECTION = "tokenizers"
 
 
 def load_tokenizer(path: str | Path):
-    """A MultiScaleTokenizer from a saved folder or a `train-tokenizer` checkpoint (EMA weights)."""
+    """A MultiScaleTokenizer (float32) from a bundle (manifest.json, sha256 checked), a `train-tokenizer`
+    checkpoint (EMA weights) or a saved folder."""
     from genaccel.tokenizers import MultiScaleTokenizer
+    from genaccel.tokenizers.reference import load_bundled_tokenizer
     from genaccel.train.tokenizer import tokenizer_from_checkpoint
 
     path = Path(path)
+    if (path / "manifest.json").exists():
+        return load_bundled_tokenizer(path)
     if (path / "state.json").exists():
         return tokenizer_from_checkpoint(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} is neither a tokenizer folder (config.json) nor a checkpoint (state.json)")
-    return MultiScaleTokenizer.from_pretrained(path).eval()
+    return MultiScaleTokenizer.from_pretrained(path).float().eval()
 
 
 def reconstruct(model, images: torch.Tensor, batch: int = 64) -> torch.Tensor:

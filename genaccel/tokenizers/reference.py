@@ -53,7 +53,9 @@ def load_bundled_tokenizer(folder: str | Path, device: str | torch.device = "cpu
                          f"{manifest['sha256']}: the weights are corrupt or were replaced")
     model = MultiScaleTokenizer.from_config(MultiScaleTokenizer.load_config(folder))
     model.load_state_dict({k: v.to(dtype) for k, v in load_safetensors(data).items()}, strict=True)
-    return model.to(device=device, dtype=dtype).eval()
+    if dtype != next(model.parameters()).dtype:
+        model.to(dtype=dtype)
+    return model.to(device).eval()
 
 
 def load_reference_tokenizer(kind: str = "multi-scale", *, device: str | torch.device = "cpu",
@@ -62,3 +64,25 @@ def load_reference_tokenizer(kind: str = "multi-scale", *, device: str | torch.d
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     return load_bundled_tokenizer(KINDS[kind], device=device, dtype=dtype)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m genaccel.tokenizers.reference CHECKPOINT OUT_DIR [--fp32]`: bundle a checkpoint's EMA tokenizer."""
+    import argparse
+
+    from genaccel.train.tokenizer import tokenizer_from_checkpoint
+
+    parser = argparse.ArgumentParser(prog="python -m genaccel.tokenizers.reference", description=main.__doc__)
+    parser.add_argument("checkpoint", help="a checkpoints/step-N folder written by `genaccel train-tokenizer`")
+    parser.add_argument("out_dir")
+    parser.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16)")
+    args = parser.parse_args(argv)
+    state = json.loads((Path(args.checkpoint) / "state.json").read_text())
+    info = {"trained_with": "genaccel train-tokenizer", "steps": state["step"], "config": state["config"]}
+    out = bundle_tokenizer(tokenizer_from_checkpoint(args.checkpoint), args.out_dir,
+                           torch.float32 if args.fp32 else torch.float16, info)
+    print(json.dumps({"bundle": str(out), "sha256": json.loads((out / MANIFEST_NAME).read_text())["sha256"]}))
+
+
+if __name__ == "__main__":
+    main()

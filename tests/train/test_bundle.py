@@ -67,3 +67,21 @@ def test_reference_model_verifies_loads_and_samples():
     assert pipe.class_names == manifest["classes"] and pipe.num_classes == len(manifest["classes"])
     images = _sample(pipe)
     assert images.shape == (2, 3, 32, 32) and torch.equal(images, _sample(pipe))
+
+
+def test_reference_video_model_verifies_loads_and_samples_clips():
+    from genaccel.pipelines.class_conditional_video import ClassConditionalVideoPipeline
+    from genaccel.pipelines.reference import REFERENCE_DIRS
+
+    folder = REFERENCE_DIRS["video"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    data = (folder / manifest["weights"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == manifest["sha256"] and len(data) <= 20 * 2**20
+    pipe = load_reference_pipeline("video")
+    assert isinstance(pipe, ClassConditionalVideoPipeline) and pipe.class_names == manifest["classes"]
+    pipe.set_progress_bar_config(disable=True)
+    clips = pipe([0, 2], num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    frames, size = manifest["video"]["num_frames"], manifest["video"]["image_size"]
+    assert len(clips) == 2 and clips[0].shape == (frames, size, size, 3) and frames >= 16
+    with pytest.raises(ValueError, match="kind must be one of"):
+        load_reference_pipeline("cuda")
