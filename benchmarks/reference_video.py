@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     from genaccel.train.bundle import load_bundled_pipeline
 
     pipe = load_bundled_pipeline(args.bundle) if args.bundle else load_reference_pipeline("video")
+    if "num_frames" not in pipe.config:
+        raise SystemExit(f"--bundle {args.bundle} holds an image pipeline; this benchmark takes a video one "
+                         "(a bundle of `genaccel train --arch wan`)")
     pipe.set_progress_bar_config(disable=True)
     frames, size = pipe.config.num_frames, pipe.config.image_size
     labels = [k % pipe.num_classes for k in range(args.clips)]

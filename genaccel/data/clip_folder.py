@@ -25,6 +25,8 @@ class ClipFolderDataset(Dataset):
             rows = list(csv.DictReader(handle))
         if not rows:
             raise ValueError(f"{labels_path} lists no clips")
+        if not {"file", "label"} <= set(rows[0]):
+            raise ValueError(f"{labels_path} needs the columns file,label; it has {sorted(rows[0])}")
         self.files = [self.folder / row["file"] for row in rows]
         self.labels = [int(row["label"]) for row in rows]
         shapes = {}

@@ -1,6 +1,7 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,6 +82,8 @@ def test_reference_video_model_verifies_loads_and_samples_clips():
     assert isinstance(pipe, ClassConditionalVideoPipeline) and pipe.class_names == manifest["classes"]
     pipe.set_progress_bar_config(disable=True)
     clips = pipe([0, 2], num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    again = pipe([0, 2], num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    assert all(np.array_equal(a, b) for a, b in zip(clips, again))  # seeded: the same clips
     frames, size = manifest["video"]["num_frames"], manifest["video"]["image_size"]
     assert len(clips) == 2 and clips[0].shape == (frames, size, size, 3) and frames >= 16
     with pytest.raises(ValueError, match="kind must be one of"):

@@ -114,7 +114,11 @@ def test_train_cli_on_a_clip_folder_then_bundle_and_load(tmp_path, capsys):
     assert isinstance(pipe, ClassConditionalVideoPipeline) and pipe.class_names == ["up", "down"]
     assert (pipe.config.num_frames, pipe.config.image_size) == (4, 8)
     clip = pipe([1], num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames[0]
-    assert clip.shape == (4, 8, 8, 3)
+    from genaccel.train.diffusion import pipeline_from_checkpoint
+
+    original = pipeline_from_checkpoint(out / "checkpoints" / "step-2")
+    expected = original([1], num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames[0]
+    assert clip.shape == (4, 8, 8, 3) and np.array_equal(clip, expected)  # a float32 bundle is exact
     capsys.readouterr()
     assert main(["train", str(tmp_path / "r2"), "--arch", "wan", "--data", str(tmp_path / "clips"),
                  "--image-size", "8", "--num-frames", "16"]) == 2
@@ -134,5 +138,9 @@ def test_clip_folder_errors_name_the_file(tmp_path):
     (tmp_path / "a" / "000002.npy").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot read clip .*000002.npy"):
         ClipFolderDataset(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "labels.csv").write_text("name,class\nx.npy,0\n")
+    with pytest.raises(ValueError, match="needs the columns file,label"):
+        ClipFolderDataset(tmp_path / "b")
     with pytest.raises(FileNotFoundError, match="labels.csv does not exist"):
         ClipFolderDataset(tmp_path / "missing")
