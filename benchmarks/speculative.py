@@ -44,24 +44,30 @@ def chat_prompt() -> str:
     return f"<s> <image> user : {PROMPT} assistant :"
 
 
-def build_processor() -> LlavaProcessor:
-    tokenizer = build_caption_tokenizer()
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
-                                            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
+def build_processor(tokenizer=None, image_size: int = IMAGE_SIZE, patch_size: int = PATCH_SIZE) -> LlavaProcessor:
+    """A LLaVA processor (CLS dropped: (image_size / patch_size)^2 visual tokens) over `tokenizer`
+    (default: the shapes-caption tokenizer)."""
+    tokenizer = build_caption_tokenizer() if tokenizer is None else tokenizer
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                            crop_size={"height": image_size, "width": image_size})
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
                           vision_feature_select_strategy="default", num_additional_image_tokens=1)
 
 
-def build_llava(processor: LlavaProcessor, hidden_size: int, num_layers: int, seed: int) -> LlavaForConditionalGeneration:
-    """A LLaVA-1.5-architecture model sized for CPU: 64 visual tokens, word-level vocabulary."""
+def build_llava(processor: LlavaProcessor, hidden_size: int, num_layers: int, seed: int,
+                image_size: int = IMAGE_SIZE, patch_size: int = PATCH_SIZE,
+                max_position_embeddings: int = 256) -> LlavaForConditionalGeneration:
+    """A LLaVA-1.5-architecture model sized for CPU: (image_size / patch_size)^2 visual tokens (64 by
+    default), word-level vocabulary."""
     tokenizer = processor.tokenizer
     torch.manual_seed(seed)
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=64,
+        vision_config=CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=64,
                                        intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
         text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
                                 intermediate_size=2 * hidden_size, num_hidden_layers=num_layers,
-                                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                                num_attention_heads=4, num_key_value_heads=4,
+                                max_position_embeddings=max_position_embeddings,
                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                 pad_token_id=tokenizer.pad_token_id),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
@@ -75,10 +81,14 @@ def build_llava(processor: LlavaProcessor, hidden_size: int, num_layers: int, se
 def training_batch(processor: LlavaProcessor, seeds: list[int]) -> dict[str, torch.Tensor]:
     """Prompt + caption + EOS for each seed; labels cover only the caption and EOS."""
     samples = [make_sample(seed, IMAGE_SIZE) for seed in seeds]
-    prompt = chat_prompt()
-    texts = [f"{prompt} {sample.caption} </s>" for sample in samples]
-    batch = processor(images=[s.image for s in samples], text=texts, return_tensors="pt", padding=True)
-    prompt_length = processor(images=[samples[0].image], text=[prompt], return_tensors="pt")["input_ids"].shape[1]
+    return caption_batch(processor, [s.image for s in samples], [s.caption for s in samples], chat_prompt())
+
+
+def caption_batch(processor: LlavaProcessor, images: list, captions: list[str], prompt: str) -> dict[str, torch.Tensor]:
+    """`prompt` + caption + EOS for each image, left-padded; labels cover only the caption and EOS."""
+    texts = [f"{prompt} {caption} </s>" for caption in captions]
+    batch = processor(images=images, text=texts, return_tensors="pt", padding=True)
+    prompt_length = processor(images=images[:1], text=[prompt], return_tensors="pt")["input_ids"].shape[1]
     labels = batch["input_ids"].clone()
     labels[batch["attention_mask"] == 0] = -100
     # left padding: the prompt ends `prompt_length` tokens after each row's first real token

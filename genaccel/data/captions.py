@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -103,9 +104,13 @@ def caption_vocabulary() -> list[str]:
     return list(seen)
 
 
-def build_caption_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer (Hugging Face `tokenizers`) over the caption vocabulary."""
-    vocab = {word: index for index, word in enumerate(caption_vocabulary())}
+def build_caption_tokenizer(vocabulary: Sequence[str] | None = None) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer (Hugging Face `tokenizers`) over `vocabulary` (default: the caption
+    vocabulary of this module), which must start with SPECIAL_TOKENS."""
+    vocabulary = caption_vocabulary() if vocabulary is None else list(vocabulary)
+    if tuple(vocabulary[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS or len(set(vocabulary)) != len(vocabulary):
+        raise ValueError(f"a vocabulary must start with {SPECIAL_TOKENS} and hold each word once")
+    vocab = {word: index for index, word in enumerate(vocabulary)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
