@@ -79,12 +79,12 @@ def test_train_writes_a_captioner_with_the_visual_tokens_asked(tiny_captioner):
     assert (tiny_captioner / "tokenizer.json").exists() and (tiny_captioner / "model.safetensors").exists()
 
 
-def _measure(bench, tiny_captioner, tmp_path, methods):
+def _measure(bench, tiny_captioner, tmp_path, methods, extra=()):
     target = tmp_path / "BENCHMARKS.md"
     target.write_text("# Benchmarks\n\n<!-- BEGIN other -->\nkept\n<!-- END other -->\n")
     argv = ["measure", str(tiny_captioner), "--methods", methods, "--keeps", "25%", "--num-images", "3",
             "--timing-images", "2", "--runs", "1", "--max-new-tokens", "4", "--resamples", "20",
-            "--train-check", "1", "--write", str(target)]
+            "--train-check", "1", "--write", str(target), *extra]
     assert bench.main(argv) == 0
     text = target.read_text()
     assert "<!-- BEGIN other -->\nkept\n<!-- END other -->" in text
@@ -95,14 +95,27 @@ def _measure(bench, tiny_captioner, tmp_path, methods):
 def test_measure_unpruned_only(bench, tiny_captioner, tmp_path):
     text = _measure(bench, tiny_captioner, tmp_path, "")
     rows = [line for line in text.splitlines() if line.startswith("| unpruned | 16 (all)")]
-    assert len(rows) == 2  # one speed row, one quality row
-    assert "100.0 [100.0, 100.0]" in rows[1]  # the unpruned model agrees with itself
+    assert len(rows) == 3  # speed, speculative (SelfDrafter), quality
+    assert rows[1].split("|")[3].strip() == "SelfDrafter" and rows[1].split("|")[-2].strip() == "yes"
+    assert "100.0 [100.0, 100.0]" in rows[2]  # the unpruned model agrees with itself
+    assert "FlashDrafter: not measured" in text
 
 
 def test_measure_one_method_one_keep(bench, tiny_captioner, tmp_path):
     pytest.importorskip("genaccel.token_pruning")
     text = _measure(bench, tiny_captioner, tmp_path, "random")
     rows = [line for line in text.splitlines() if line.startswith("| random | 4 (25%)")]
-    assert len(rows) == 2
-    assert rows[0].split("|")[-2].strip() == "yes"  # speculative decoding of the pruned target is lossless
+    assert len(rows) == 3
+    assert rows[1].split("|")[-2].strip() == "yes"  # speculative decoding of the pruned target is lossless
     assert "random at 25% kept" in text
+
+
+def test_flash_head_trains_and_is_measured_over_the_pruned_target(bench, tiny_captioner, tmp_path):
+    flash = tmp_path / "flash"
+    assert bench.main(["train-drafter", str(tiny_captioner), str(flash), "--steps", "2", "--batch-size", "4",
+                       "--max-images", "3"]) == 0
+    assert len(list((flash / "images").glob("*.png"))) == 3
+    text = _measure(bench, tiny_captioner, tmp_path, "", ["--flash", str(flash)])
+    rows = [line for line in text.splitlines() if line.startswith("| unpruned | 16 (all) | FlashDrafter")]
+    assert len(rows) == 1 and rows[0].split("|")[-2].strip() == "yes"
+    assert "2 steps of batch 4" in text and "3 train glyphs" in text
