@@ -413,7 +413,11 @@ def measure(model_dir: Path, *, methods: tuple[str, ...] | None = None, keeps: t
         f"in {train_log['minutes']} minutes on CPU. Task: `genaccel.data.emoji_captions`, each Noto emoji glyph "
         f"captioned by its lower-case Unicode name; measured on the first {len(items)} held-out glyphs (never "
         f"seen in training; their names are new, some with words never seen). How well it fits its training set: "
-        f"{train_check[0]:.0f}% exact names on the first {train_check[1]} training glyphs.\n\n"
+        f"{train_check[0]:.0f}% exact names on the first {train_check[1]} training glyphs. Reproduce: "
+        f"`python benchmarks/token_pruning.py train OUT --minutes {train_log['minutes']:.0f}`"
+        + (f", `python benchmarks/token_pruning.py train-drafter OUT OUT/flash --steps "
+           f"{json.loads((flash / 'flash_info.json').read_text())['steps']}`" if flash is not None else "")
+        + ", then the command above (the trained weights stay out of git).\n\n"
         f"Pruning: `genaccel.apply(model, genaccel.VisualTokenPruningConfig(keep=K, method=M))`, K a count "
         f"(11% = {max(1, round(visual_tokens / 9))} of {visual_tokens}, LLaVA-1.5's 64 of 576). Speed: greedy "
         f"decoding (max_new_tokens={max_new_tokens}), batch 1, on {len(timed)} held-out glyphs; each time is the "
