@@ -2,7 +2,8 @@
 
 from genaccel.api import applied, apply, is_applied, remove
 from genaccel.config import ProxyAttentionConfig, WindowAttentionConfig
+from genaccel.token_pruning import VisualTokenPruningConfig
 
 __version__ = "0.1.0"
 __all__ = ["apply", "remove", "applied", "is_applied", "ProxyAttentionConfig", "WindowAttentionConfig",
-           "__version__"]
+           "VisualTokenPruningConfig", "__version__"]

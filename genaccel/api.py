@@ -1,6 +1,11 @@
 """`genaccel.apply(target, config)`, `genaccel.remove(target)` and `with genaccel.applied(target, config)`.
 
-Only instances are patched: each supported attention module gets a sparse processor (the original is
+One verb for every kind of patch: `apply` finds the handler registered for the config's type
+(`register_handler`), `remove` / `is_applied` the handler that takes the target. Two handlers:
+diffusers sparse attention (below) and visual-token pruning of transformers LMMs
+(`genaccel.token_pruning`).
+
+Sparse attention: only instances are patched: each supported attention module gets a sparse processor (the original is
 kept and restored by `remove`), each transformer one forward pre-hook that records the token grid,
 and, where the config needs it, the pipeline's scheduler (step counting for `dense_steps`) and a
 Flux pipeline's `prepare_latents` (the token grid, so compiled Flux needs no host sync).
@@ -12,7 +17,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -106,7 +111,7 @@ def _parallel_config(model: torch.nn.Module):
     return config
 
 
-def apply(target, config: SparseAttentionConfig):
+def _apply_sparse_attention(target, config: SparseAttentionConfig):
     """Replace the self-attention of `target` (a diffusers pipeline or its transformer) by the sparse
     attention `config` describes. Returns `target`. Undo with `genaccel.remove(target)`.
 
@@ -171,7 +176,7 @@ def apply(target, config: SparseAttentionConfig):
     return target
 
 
-def remove(target):
+def _remove_sparse_attention(target):
     """Restore every original attention processor, the hook and any pipeline patch. Returns `target`."""
     models = _transformers_of(target)
     patched = [m for m in models if getattr(m, _PATCH_ATTRIBUTE, None) is not None]
@@ -200,9 +205,67 @@ def remove(target):
     return target
 
 
+def _sparse_attention_applied(target) -> bool:
+    """Whether genaccel attention is currently applied to `target`."""
+    return any(getattr(m, _PATCH_ATTRIBUTE, None) is not None for m in _transformers_of(target))
+
+
+@dataclass(frozen=True)
+class Handler:
+    """How one kind of config is applied: `accepts(target)` says whether `remove` / `is_applied` of a
+    target belong to this handler (checked in registration order, the last handler taking the rest)."""
+
+    config_types: tuple[type, ...]
+    apply: Callable[[Any, Any], Any]
+    remove: Callable[[Any], Any]
+    is_applied: Callable[[Any], bool]
+    accepts: Callable[[Any], bool]
+
+
+_HANDLERS: list[Handler] = []
+
+
+def register_handler(handler: Handler) -> None:
+    """Add a handler; the first one registered whose `accepts` is true answers for a target."""
+    taken = [t.__name__ for h in _HANDLERS for t in h.config_types if t in handler.config_types]
+    if taken:
+        raise ValueError(f"a handler for {', '.join(taken)} is already registered")
+    _HANDLERS.append(handler)
+
+
+def _handler_for_config(config) -> Handler:
+    for handler in _HANDLERS:
+        if isinstance(config, handler.config_types):
+            return handler
+    accepted = ", ".join(f"genaccel.{kind.__name__}" for h in _HANDLERS for t in h.config_types
+                         for kind in (t.__subclasses__() or [t]))
+    raise TypeError(f"config must be one of {accepted}, got {type(config).__name__}")
+
+
+def _handler_for_target(target) -> Handler:
+    return next(handler for handler in _HANDLERS if handler.accepts(target))
+
+
+def apply(target, config):
+    """Apply `config` to `target`: sparse attention (ProxyAttentionConfig / WindowAttentionConfig) to a
+    diffusers pipeline or its transformer, visual-token pruning (VisualTokenPruningConfig) to a
+    transformers LMM. Returns `target`; undo with `genaccel.remove(target)`."""
+    return _handler_for_config(config).apply(target, config)
+
+
+def remove(target):
+    """Undo what `genaccel.apply` did to `target`. Returns `target`."""
+    return _handler_for_target(target).remove(target)
+
+
+def is_applied(target) -> bool:
+    """Whether a genaccel patch is currently applied to `target`."""
+    return _handler_for_target(target).is_applied(target)
+
+
 @contextmanager
-def applied(target, config: SparseAttentionConfig) -> Iterator[Any]:
-    """`with genaccel.applied(pipe, config): ...`: sparse attention inside the block, the original after it."""
+def applied(target, config) -> Iterator[Any]:
+    """`with genaccel.applied(target, config): ...`: patched inside the block, the original after it."""
     apply(target, config)
     try:
         yield target
@@ -210,6 +273,14 @@ def applied(target, config: SparseAttentionConfig) -> Iterator[Any]:
         remove(target)
 
 
-def is_applied(target) -> bool:
-    """Whether genaccel attention is currently applied to `target`."""
-    return any(getattr(m, _PATCH_ATTRIBUTE, None) is not None for m in _transformers_of(target))
+def _register_builtin_handlers() -> None:
+    from genaccel import token_pruning
+    from genaccel.token_pruning import patch as pruning
+
+    register_handler(Handler((token_pruning.VisualTokenPruningConfig,), pruning.apply_token_pruning,
+                             pruning.remove_token_pruning, pruning.is_pruned, pruning.accepts))
+    register_handler(Handler((SparseAttentionConfig,), _apply_sparse_attention, _remove_sparse_attention,
+                             _sparse_attention_applied, lambda target: True))
+
+
+_register_builtin_handlers()

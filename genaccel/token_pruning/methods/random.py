@@ -1,0 +1,19 @@
+"""`random`: keep K tokens drawn uniformly without replacement (the baseline benchmarks find strong).
+
+The generator is seeded with `config.seed` at every prefill, so the same inputs keep the same tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genaccel.token_pruning.methods.base import ImageTokens, PruningMethod, Selection
+
+
+class RandomPruning(PruningMethod):
+    name = "random"
+
+    def select(self, tokens: ImageTokens, keep: int) -> Selection:
+        n = tokens.features.shape[0]
+        drawn = torch.randperm(n, generator=tokens.generator)[:keep]
+        return Selection(kept=drawn.sort().values.to(tokens.features.device))
