@@ -23,7 +23,8 @@ class VisualTokenPruningConfig:
         "random", "cls").
     layer: fastv only: the number of language-model layers that see every visual token; pruning
         happens between layer `layer - 1` and layer `layer`, scored by layer `layer - 1`'s attention.
-    seed: random only: seed of the generator drawn anew for every prefill (same inputs, same tokens).
+    seed: random only: seeds a generator per image at every prefill (same inputs, same tokens, in a
+        batch or alone).
     """
 
     keep: int | float

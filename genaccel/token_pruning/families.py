@@ -130,27 +130,27 @@ class LlavaNextFamily(LlavaFamily):
     name = "llava_next"
     class_name = "LlavaNextForConditionalGeneration"
 
-    def token_scores(self, arguments, layer_scores, lengths):
+    def packed_index(self, image_sizes: Any, strategy: str, crops: int, tokens: int,
+                     device: torch.device) -> list[torch.Tensor]:
+        """Per image, (n,) the flat index (crop * tokens + token) of each LM token in the towers' output,
+        -1 for `image_newline` tokens: the model's own packing applied to an index map."""
         from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
-        scores = self._crop_scores(arguments, layer_scores)  # (layers, crops, P)
-        layers, crops, tokens = scores.shape
-        image_sizes = arguments["image_sizes"]
         crops_per_image = [image_size_to_num_patches(image_size=size, grid_pinpoints=self.config.image_grid_pinpoints,
                                                      patch_size=self.config.vision_config.image_size)
                            for size in image_sizes]
-        index = torch.arange(crops * tokens, dtype=torch.float32, device=scores.device).view(crops, tokens, 1)
-        packed, _ = self.base.pack_image_features(
-            list(torch.split(index, crops_per_image)), image_sizes,
-            vision_feature_select_strategy=self._strategy(arguments),
-            image_newline=torch.tensor([-1.0], device=scores.device))
+        index = torch.arange(crops * tokens, dtype=torch.float32, device=device).view(crops, tokens, 1)
+        packed, _ = self.base.pack_image_features(list(torch.split(index, crops_per_image)), image_sizes,
+                                                  vision_feature_select_strategy=strategy,
+                                                  image_newline=torch.tensor([-1.0], device=device))
+        return [mapping[:, 0].long() for mapping in packed]
+
+    def token_scores(self, arguments, layer_scores, lengths):
+        scores = self._crop_scores(arguments, layer_scores)  # (layers, crops, P)
+        layers, crops, tokens = scores.shape
+        mappings = self.packed_index(arguments["image_sizes"], self._strategy(arguments), crops, tokens, scores.device)
         flat = scores.reshape(layers, crops * tokens)
-        per_image = []
-        for mapping in packed:
-            mapping = mapping[:, 0].long()  # (n,) flat crop-token index, -1 for a newline token
-            values = flat[:, mapping.clamp(min=0)]
-            per_image.append(values.masked_fill(mapping[None] < 0, float("-inf")))
-        return per_image
+        return [flat[:, mapping.clamp(min=0)].masked_fill(mapping[None] < 0, float("-inf")) for mapping in mappings]
 
 
 class Qwen2VLFamily(Family):

@@ -83,7 +83,8 @@ class TokenPruningPatch:
         self.session: Session | None = None
         self._capturing = False
         self._last_output: Any = None
-        self._last_records: list[ImageRecord] | None = None
+        self.image_records: list[ImageRecord] | None = None  # the last get_image_features call's (diagnostics)
+        self.last_text_attention: torch.Tensor | None = None  # (B, L) fastv's last scores (diagnostics)
         self.handles: list[Any] = []
         self.recorder = None
         self.in_lm: InLanguageModelPruning | None = None
@@ -118,9 +119,9 @@ class TokenPruningPatch:
             if hasattr(output, "pooler_output"):
                 arguments = signature.bind(*args, **kwargs).arguments
                 self._last_output = output
-                self._last_records = self.family.records(output, arguments, layer_scores)
+                self.image_records = self.family.records(output, arguments, layer_scores)
                 if self.forward_state is not None:
-                    self.forward_state.images = self._last_records
+                    self.forward_state.images = self.image_records
             return output
 
         self.base.get_image_features = get_image_features
@@ -139,7 +140,7 @@ class TokenPruningPatch:
                              has_images=kwargs.get("pixel_values") is not None or image_output is not None)
         if image_output is not None:
             if image_output is self._last_output:
-                state.images = self._last_records
+                state.images = self.image_records
             else:  # encoded before genaccel.apply or elsewhere: lengths only
                 state.images = [ImageRecord(len(f), None) for f in image_output.pooler_output]
         self.forward_state = state
@@ -187,9 +188,10 @@ class TokenPruningPatch:
             return
         state.in_decoder = False
         if self.session is not None and self.session.cache is None and output is not None:
-            for name in ("cache", "past_key_values"):
+            for name in ("cache", "past_key_values"):  # transformers >= 5.24, before
                 if name in output and output[name] is not None:
                     self.session.cache = output[name]
+                    break
 
     def _images(self, state: ForwardState, input_ids: torch.Tensor) -> tuple[list[list[torch.Tensor]], list[list[int]]]:
         """Per row, each image's positions and the number of its tokens to keep."""
@@ -206,11 +208,12 @@ class TokenPruningPatch:
         return rows, keeps
 
     def _image_tokens(self, state: ForwardState, rows, features_of, text_attention=None) -> list[list[ImageTokens]]:
-        generator = torch.Generator().manual_seed(self.config.seed)
         tokens, image = [], 0
         for row, images in enumerate(rows):
             tokens.append([])
-            for positions in images:
+            for in_row, positions in enumerate(images):
+                # seeded per image by its place in its row: a row draws the same tokens in any batch
+                generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + in_row)
                 scores = state.images[image].scores
                 if self.method.vision_layers and scores is None:
                     raise RuntimeError(f"{self.config.method} reads the vision tower's attention, but these image "
@@ -278,6 +281,7 @@ class TokenPruningPatch:
         if scoring.scores is None:
             raise RuntimeError(f"layer {self.config.layer - 1}'s attention was not scored before layer "
                                f"{self.config.layer} ran")
+        self.last_text_attention = scoring.scores
         tokens = self._image_tokens(self.forward_state, scoring.images,
                                     lambda row, positions: hidden[row, positions], text_attention=scoring.scores)
         selections = self._select(tokens, scoring.keeps)
@@ -360,10 +364,15 @@ def pruning_config(model: Any) -> VisualTokenPruningConfig | None:
     return None if patch is None else patch.config
 
 
-def last_kept_positions(model: Any) -> torch.Tensor | None:
-    """(B, L') prompt positions the last pruned prefill kept (for in-LM methods: from layer k on), or
-    None when the last prefill kept everything. For drafters and tests that line positions up."""
+def last_kept_positions(model: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """What the last pruned prefill kept (for in-LM methods: from layer k on): (B, L') prompt positions
+    and (B, L') bool, False at fillers (dropped positions kept masked out so rows that drop fewer
+    tokens line up); None when it kept everything. For drafters and tests that line positions up."""
     patch = getattr(model, PATCH_ATTRIBUTE, None)
     if patch is None:
         raise ValueError(f"this {type(model).__name__} has no visual-token pruning applied")
-    return None if patch.session is None else patch.session.kept
+    session = patch.session
+    if session is None or session.kept is None:
+        return None
+    real = session.real if session.real is not None else torch.ones_like(session.kept, dtype=torch.bool)
+    return session.kept, real

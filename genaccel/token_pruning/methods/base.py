@@ -26,7 +26,7 @@ class ImageTokens:
     vision_scores: torch.Tensor | None  # (layers, n) vision-tower attention scores (see vision_attention), or None
     text_attention: torch.Tensor | None  # (n,) fastv: attention of the last prompt token at layer k - 1, or None
     image_index: int  # the image's index in the batch (row-major), for messages
-    generator: torch.Generator  # seeded once per prefill (random)
+    generator: torch.Generator  # seeded from config.seed and the image's place in its row (random)
 
 
 @dataclass

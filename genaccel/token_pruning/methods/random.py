@@ -1,6 +1,7 @@
 """`random`: keep K tokens drawn uniformly without replacement (the baseline benchmarks find strong).
 
-The generator is seeded with `config.seed` at every prefill, so the same inputs keep the same tokens.
+Each image's generator is seeded from `config.seed` and the image's place in its row at every
+prefill, so the same inputs keep the same tokens, in a batch or alone.
 """
 
 from __future__ import annotations
