@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,19 +90,23 @@ class TokenPruningPatch:
         self.recorder = None
         self.in_lm: InLanguageModelPruning | None = None
         self._original_attribute = self.base.__dict__.get("get_image_features")
-
-        if self.method.stage == "in_lm":
-            self.in_lm = InLanguageModelPruning(self, self.decoder, config.layer)
-        if self.method.vision_layers:
-            attentions = self.family.vision_attentions()[-self.method.vision_layers:]
-            self.recorder = self.family.recorder(attentions, lambda: self._capturing)
-        self.handles += [
-            self.base.register_forward_pre_hook(self._model_inputs, with_kwargs=True),
-            self.base.register_forward_hook(self._model_done, always_call=True),
-            self.decoder.register_forward_pre_hook(self._decoder_inputs, with_kwargs=True),
-            self.decoder.register_forward_hook(self._decoder_done, always_call=True),
-        ]
-        self._wrap_get_image_features()
+        self._wrapper = None
+        try:
+            if self.method.stage == "in_lm":
+                self.in_lm = InLanguageModelPruning(self, self.decoder, config.layer)
+            if self.method.vision_layers:
+                attentions = self.family.vision_attentions()[-self.method.vision_layers:]
+                self.recorder = self.family.recorder(attentions, lambda: self._capturing)
+            self.handles += [
+                self.base.register_forward_pre_hook(self._model_inputs, with_kwargs=True),
+                self.base.register_forward_hook(self._model_done, always_call=True),
+                self.decoder.register_forward_pre_hook(self._decoder_inputs, with_kwargs=True),
+                self.decoder.register_forward_hook(self._decoder_done, always_call=True),
+            ]
+            self._wrap_get_image_features()
+        except BaseException:
+            self.remove()  # nothing half-applied
+            raise
 
     # --- image features ---------------------------------------------------------------------------
     def _wrap_get_image_features(self) -> None:
@@ -318,11 +323,15 @@ class TokenPruningPatch:
             self.recorder.close()
         if self.in_lm is not None:
             self.in_lm.close()
-        if self.base.__dict__.get("get_image_features") is self._wrapper:
-            if self._original_attribute is None:
-                del self.base.get_image_features
+        if self._wrapper is not None:
+            if self.base.__dict__.get("get_image_features") is self._wrapper:
+                if self._original_attribute is None:
+                    del self.base.get_image_features
+                else:
+                    self.base.get_image_features = self._original_attribute
             else:
-                self.base.get_image_features = self._original_attribute
+                warnings.warn(f"genaccel.remove: {type(self.base).__name__}.get_image_features was replaced after "
+                              "genaccel.apply; the replacement was left in place", stacklevel=3)
         self.forward_state = self.session = None
 
 
