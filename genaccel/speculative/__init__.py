@@ -11,6 +11,7 @@ from genaccel.speculative.flash_drafter import FlashDrafter
 from genaccel.speculative.flash_head import FlashConfig, FlashHead
 from genaccel.speculative.generate import SpeculativeOutput, speculative_decoding, speculative_generate
 from genaccel.speculative.self_drafter import SelfDrafter
+from genaccel.speculative.target import UnsupportedTargetError
 
-__all__ = ["Draft", "Drafter", "FlashConfig", "FlashDrafter", "FlashHead", "Prefill", "SelfDrafter", "SpeculativeOutput", "speculative_decoding",
-           "speculative_generate"]
+__all__ = ["Draft", "Drafter", "FlashConfig", "FlashDrafter", "FlashHead", "Prefill", "SelfDrafter",
+           "SpeculativeOutput", "UnsupportedTargetError", "speculative_decoding", "speculative_generate"]

@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from genaccel.speculative.draft_length import DraftLength
-from genaccel.speculative.target import TargetSpec, target_spec
+from genaccel.speculative.target import TargetSpec, check_target_supported, target_spec
 
 
 @dataclass
@@ -47,7 +47,9 @@ class Drafter(ABC):
         self.draft_length = DraftLength(max_length=draft_len, adaptive=adaptive)
 
     def check_target(self, model: PreTrainedModel) -> None:
-        """Raise ValueError when `model` is not the kind of target this drafter was built for."""
+        """Raise ValueError when `model` is not the kind of target this drafter was built for, or
+        cannot be decoded speculatively at all (`UnsupportedTargetError`)."""
+        check_target_supported(model)
         self.spec.check_matches(target_spec(model), type(self).__name__)
 
     def start(self, prefill: Prefill) -> None:

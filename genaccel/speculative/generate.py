@@ -21,10 +21,10 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
 
 from genaccel.speculative.drafter import Draft, Drafter, Prefill
-from genaccel.speculative.target import LastHiddenStateRecorder, text_decoder, visual_mask
+from genaccel.speculative.target import LastHiddenStateRecorder, check_target_supported, text_decoder, visual_mask
 from genaccel.speculative.transformers_compat import (
-    TransformersIncompatibilityError, check_per_token_inputs, croppable_cache, drop_last_tokens,
-    extend_per_token_inputs, pop_cache, prepare_inputs, returned_cache)
+    TransformersIncompatibilityError, check_per_token_inputs, check_rope_supported, croppable_cache, drop_last_tokens,
+    exact_draft_limit, extend_per_token_inputs, pop_cache, prepare_inputs, returned_cache, use_given_cache)
 from genaccel.speculative.verification import TokenChooser, verify
 
 
@@ -36,7 +36,7 @@ class SpeculativeOutput:
     num_new_tokens: int
     num_target_forwards: int
     num_drafted: int  # draft tokens sent to verification
-    num_accepted: int  # draft tokens the target accepted
+    num_accepted: int  # draft tokens the target accepted and that were emitted (none after a stop)
 
     @property
     def acceptance_length(self) -> float:
@@ -45,7 +45,7 @@ class SpeculativeOutput:
 
     @property
     def acceptance_rate(self) -> float:
-        """Share of draft tokens accepted."""
+        """Share of draft tokens accepted (and emitted: drafts after a stopping token are not counted)."""
         return self.num_accepted / self.num_drafted if self.num_drafted else 0.0
 
 
@@ -65,8 +65,12 @@ def _check_supported(model: PreTrainedModel, input_ids: torch.Tensor, generation
     if requested:
         raise ValueError(f"speculative decoding returns sequences and acceptance statistics only; "
                          f"{', '.join(requested)} is not supported")
-    if model.config.is_encoder_decoder:
-        raise ValueError(f"speculative decoding supports decoder-only targets, {type(model).__name__} is encoder-decoder")
+    check_target_supported(model)
+    check_rope_supported(model, generation_config.max_length)
+    if generation_config.use_cache is False or model_kwargs.get("use_cache") is False:
+        raise ValueError("use_cache=False is not supported: speculative decoding keeps the target's KV cache and crops "
+                         "it after rejected drafts; pass use_cache=True (also where the model's generation config "
+                         "sets use_cache=False)")
     if model_kwargs.get("inputs_embeds") is not None:
         raise ValueError("speculative decoding needs input_ids (drafters read token ids); got inputs_embeds")
     drafter.check_target(model)
@@ -88,27 +92,35 @@ def speculative_decoding(
     prompt_length = input_ids.shape[1]
     check_per_token_inputs(model_kwargs, prompt_length)
 
-    # Prefill: one target forward over the prompt, emitting the first token.
-    model_inputs = prepare_inputs(model, input_ids, model_kwargs, cache, new_tokens=None)
-    outputs = model(**model_inputs, output_hidden_states=True, return_dict=True)
-    if returned_cache(outputs) is not cache:
-        raise TransformersIncompatibilityError(f"{type(model).__name__} did not fill the cache it was given")
-    model_kwargs = extend_per_token_inputs(model_kwargs, 1)
-    drafter.start(Prefill(input_ids=input_ids, input_embeds=outputs.hidden_states[0],
-                          hidden_states=outputs.hidden_states[-1], visual_mask=visual_mask(model, input_ids)))
-    first_token, _ = chooser.choose(input_ids, outputs.logits[:, -1])
-    input_ids = torch.cat([input_ids, first_token[:, None]], dim=1)
-    num_forwards, num_drafted, num_accepted = 1, 0, 0
-    finished = bool(stopping_criteria(input_ids, None).any())
-    del outputs
-
-    # The drafter reads the target's last hidden states from a hook on the text decoder instance
-    # (cheaper than output_hidden_states=True, which keeps every layer); removed when decoding ends.
-    recorder = LastHiddenStateRecorder(text_decoder(model)) if drafter.needs_hidden_states else None
+    # The drafters read the target's last hidden states (the text decoder's `last_hidden_state`, 3-D
+    # also where `output_hidden_states` holds several streams per layer, as in Gemma3n) from a hook on
+    # the text decoder instance, cheaper than output_hidden_states=True, which keeps every layer; the
+    # hook is removed when decoding ends.
+    recorder = LastHiddenStateRecorder(text_decoder(model))
     try:
+        # Prefill: one target forward over the prompt, emitting the first token.
+        model_inputs = prepare_inputs(model, input_ids, model_kwargs, cache, new_tokens=None)
+        cache = use_given_cache(model, model_inputs, cache, input_ids.shape[1])
+        outputs = model(**model_inputs, output_hidden_states=True, return_dict=True)
+        if returned_cache(outputs) is not cache:
+            raise TransformersIncompatibilityError(f"{type(model).__name__} did not fill the cache it was given")
+        model_kwargs = extend_per_token_inputs(model_kwargs, 1)
+        drafter.start(Prefill(input_ids=input_ids, input_embeds=outputs.hidden_states[0],
+                              hidden_states=recorder.value, visual_mask=visual_mask(model, input_ids)))
+        first_token, _ = chooser.choose(input_ids, outputs.logits[:, -1])
+        input_ids = torch.cat([input_ids, first_token[:, None]], dim=1)
+        num_forwards, num_drafted, num_accepted = 1, 0, 0
+        finished = bool(stopping_criteria(input_ids, None).any())
+        del outputs
+        if not drafter.needs_hidden_states:
+            recorder.close()
+            recorder = None
+
         while not finished:
             budget = generation_config.max_length - input_ids.shape[1]  # tokens still allowed
-            num_draft = max(0, min(drafter.draft_length.current, budget - 1))
+            # at most as many drafts as keep the verification forward equal to one-token steps (long-rope switch)
+            limit = exact_draft_limit(model, input_ids.shape[1])
+            num_draft = max(0, min(drafter.draft_length.current, budget - 1, limit))
             if num_draft > 0:
                 draft = drafter.propose(input_ids, num_draft, chooser)
             else:
@@ -120,13 +132,17 @@ def speculative_decoding(
             model_inputs = prepare_inputs(model, candidate_ids, candidate_kwargs, cache, new_tokens=num_draft + 1)
             if "logits_to_keep" in model_inputs:
                 model_inputs["logits_to_keep"] = num_draft + 1
+            # A model may recompute the whole sequence into a new cache (Phi-3 at its long-rope switch):
+            # that cache is then a fresh full-layer one of ours, and decoding continues with it.
+            cache = use_given_cache(model, model_inputs, cache, candidate_ids.shape[1])
             outputs = model(**model_inputs, return_dict=True)
+            if returned_cache(outputs) is not cache:
+                raise TransformersIncompatibilityError(f"{type(model).__name__} did not fill the cache it was given")
             num_forwards += 1
 
             emitted = verify(chooser, input_ids, draft.tokens.to(input_ids), draft.probs,
                              outputs.logits[:, -(num_draft + 1):])
             num_drafted += num_draft
-            num_accepted += emitted.shape[1] - 1
             kept = 0
             for token in emitted[0]:
                 input_ids = torch.cat([input_ids, token.view(1, 1)], dim=1)
@@ -134,12 +150,15 @@ def speculative_decoding(
                 if stopping_criteria(input_ids, None).any():
                     finished = True
                     break
+            # emitted = accepted drafts + the target's own token; drafts after a stop are not emitted
+            num_accepted += min(emitted.shape[1] - 1, kept)
             # The cache now holds every candidate; keep the positions whose tokens were emitted, except
             # the newest token, which the next forward feeds (as after any decoding step).
             drop_last_tokens(cache, num_draft + 1 - kept)
             model_kwargs = extend_per_token_inputs(model_kwargs, kept)
             if not finished:
-                hidden = recorder.value[:, :kept] if recorder is not None else None
+                # the forward's last num_draft + 1 positions are the candidates (a recomputing forward has more)
+                hidden = recorder.value[:, -(num_draft + 1):][:, :kept] if recorder is not None else None
                 drafter.observe(input_ids, hidden)
                 drafter.draft_length.update(num_draft, emitted.shape[1] - 1)
             del outputs

@@ -16,7 +16,8 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
 from genaccel.speculative.drafter import Draft, Drafter, Prefill
-from genaccel.speculative.target import output_head, target_spec, text_decoder
+from genaccel.speculative.target import (check_layer_skip_supported, check_target_supported, decoder_layers,
+                                         output_head, target_spec, text_decoder)
 from genaccel.speculative.transformers_compat import cache_keyword, drop_last_tokens
 from genaccel.speculative.verification import TokenChooser
 from genaccel.speculative.visual_compression import compress_visual_tokens
@@ -24,6 +25,9 @@ from genaccel.speculative.visual_compression import compress_visual_tokens
 
 def truncated_decoder(decoder: nn.Module, num_layers: int) -> nn.Module:
     """A view of `decoder` running only its first `num_layers` layers (modules are shared)."""
+    if not isinstance(getattr(decoder, "layers", None), nn.ModuleList):
+        raise TypeError(f"SelfDrafter needs a text decoder with `layers` to truncate; "
+                        f"{type(decoder).__name__} has none")
     total = len(decoder.layers)
     if not 1 <= num_layers <= total:
         raise ValueError(f"num_layers must be in 1..{total} for this target, got {num_layers}")
@@ -35,7 +39,11 @@ def truncated_decoder(decoder: nn.Module, num_layers: int) -> nn.Module:
     config = copy.deepcopy(decoder.config)
     config.num_hidden_layers = num_layers
     if getattr(config, "layer_types", None) is not None:
-        config.layer_types = list(config.layer_types)[:num_layers]
+        try:
+            config.layer_types = list(config.layer_types)[:num_layers]
+        except AttributeError:  # a read-only property derived from other fields (recurrent configs, refused before)
+            raise TypeError(f"cannot truncate {type(config).__name__}.layer_types (read-only) "
+                            "for a layer-skip draft") from None
     view.config = config
     return view
 
@@ -47,6 +55,9 @@ class SelfDrafter(Drafter):
 
     def __init__(self, model: PreTrainedModel, num_layers: int, visual_tokens: int, visual_compression: str,
                  draft_len: int, adaptive: bool):
+        check_target_supported(model)
+        check_layer_skip_supported(model)
+        decoder_layers(model)  # TypeError naming the model class when there are none
         super().__init__(target_spec(model), draft_len=draft_len, adaptive=adaptive)
         self.decoder = truncated_decoder(text_decoder(model), num_layers)
         self.lm_head = output_head(model)
@@ -59,8 +70,15 @@ class SelfDrafter(Drafter):
     @classmethod
     def from_target(cls, model: PreTrainedModel, num_layers: int | None = None, visual_tokens: int = 64,
                     visual_compression: str = "pool", draft_len: int = 4, adaptive: bool = True) -> "SelfDrafter":
-        """Training-free drafter; `num_layers` defaults to a quarter of the target's layers."""
-        total = len(text_decoder(model).layers)
+        """Training-free drafter; `num_layers` defaults to a quarter of the target's layers.
+
+        Raises UnsupportedTargetError for targets speculative decoding cannot roll back (recurrent,
+        hybrid, cross-attention) or whose first layers cannot draft alone (Gemma3n), and TypeError
+        for decoders without `layers` (GPT-2 style).
+        """
+        check_target_supported(model)
+        check_layer_skip_supported(model)
+        total = len(decoder_layers(model))
         num_layers = num_layers if num_layers is not None else max(1, total // 4)
         return cls(model, num_layers, visual_tokens, visual_compression, draft_len, adaptive)
 

@@ -2,6 +2,8 @@
 
 Works for LLaVA-style (`LlavaForConditionalGeneration`), Qwen2-VL / Qwen2.5-VL and text-only
 causal LMs: all expose `get_decoder()`, `get_input_embeddings()` and `get_output_embeddings()`.
+`check_target_supported` refuses, before any decoding, the targets whose state the verification
+loop cannot roll back to the accepted tokens.
 """
 
 from __future__ import annotations
@@ -43,13 +45,97 @@ def target_spec(model: PreTrainedModel) -> TargetSpec:
                       hidden_size=lm_head.weight.shape[1])
 
 
+# Model types whose decoder keeps a recurrent / convolutional / linear-attention state next to (or
+# instead of) its KV cache. That state summarises every token fed so far, so it cannot be cut back to
+# the accepted tokens with `crop` the way keys and values can. A backstop for `layer_types` below,
+# which some releases do not expose for these models (transformers 5.4: Mamba, Jamba, Bamba, Zamba).
+RECURRENT_MODEL_TYPES = frozenset({
+    "mamba", "mamba2", "falcon_mamba", "jamba", "bamba", "falcon_h1", "recurrent_gemma", "lfm2", "lfm2_moe",
+    "lfm2_vl", "qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "zamba", "zamba2",
+    "granitemoehybrid", "nemotron_h", "minimax", "xlstm", "rwkv", "plamo2", "kimi_linear", "olmo_hybrid",
+})
+# `layer_types` / `block_types` entries of layers whose cache entries are keys and values of past
+# positions (croppable), as verified by tests/speculative/test_architectures.py.
+_ATTENTION_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention", "attention"})
+# Substrings of layer types that keep a state summarising all past tokens.
+_STATEFUL_LAYER_MARKERS = ("linear", "mamba", "conv", "recurrent", "hybrid", "ssm", "rwkv", "lstm")
+
+
+class UnsupportedTargetError(ValueError):
+    """The target's architecture cannot be decoded speculatively (its state cannot be rolled back)."""
+
+
+def _configs(model: PreTrainedModel) -> list:
+    configs = [model.config]
+    text = text_config(model)
+    if text is not model.config:
+        configs.append(text)
+    return configs
+
+
+def check_target_supported(model: PreTrainedModel) -> None:
+    """Raise UnsupportedTargetError when speculative decoding cannot be exact on `model`.
+
+    Rejected drafts are undone by cropping the KV cache; that needs every layer's state to be keys
+    and values of past positions. Recurrent and hybrid models (Mamba, Jamba, RecurrentGemma, LFM2,
+    Qwen3-Next, ...) and models with cross-attention keys in the same cache (Mllama) are refused.
+    """
+    name = type(model).__name__
+    for config in _configs(model):
+        model_type = getattr(config, "model_type", "")
+        layer_types = {str(kind) for kind in (getattr(config, "layer_types", None) or ())}
+        layer_types |= {str(kind) for kind in (getattr(config, "block_types", None) or ())}
+        other = layer_types - _ATTENTION_LAYER_TYPES
+        stateful = sorted(kind for kind in other if any(marker in kind for marker in _STATEFUL_LAYER_MARKERS))
+        if model_type in RECURRENT_MODEL_TYPES or stateful:
+            detail = f"layers of type {', '.join(stateful)}" if stateful else f"recurrent model type {model_type!r}"
+            raise UnsupportedTargetError(
+                f"speculative decoding cannot run on {name} ({detail}): its recurrent / convolutional state cannot "
+                "be rolled back by cropping the cache after a rejected draft; supported are attention-only decoders.")
+        if other:
+            raise UnsupportedTargetError(
+                f"speculative decoding is not verified on {name}'s layers of type {', '.join(sorted(other))}: cropping "
+                f"their cache may not undo rejected drafts; supported layer types are "
+                f"{', '.join(sorted(_ATTENTION_LAYER_TYPES))}.")
+        if getattr(config, "cross_attention_layers", None) or model_type in ("mllama", "mllama_text_model"):
+            raise UnsupportedTargetError(
+                f"speculative decoding cannot run on {name}: its cross-attention layers keep the image keys in the "
+                "same cache that rejected drafts are cropped from; supported are decoders that read the image as "
+                "tokens of the sequence (LLaVA-style, Qwen2-VL, ...).")
+    if model.config.is_encoder_decoder:
+        raise UnsupportedTargetError(f"speculative decoding supports decoder-only targets, {name} is encoder-decoder")
+
+
+def check_layer_skip_supported(model: PreTrainedModel) -> None:
+    """Raise UnsupportedTargetError where the target's first layers cannot run on their own as a draft."""
+    for config in _configs(model):
+        if getattr(config, "altup_num_inputs", None) is not None:  # Gemma3n
+            raise UnsupportedTargetError(
+                f"SelfDrafter cannot draft with {type(model).__name__}'s first layers: its AltUp decoder carries "
+                f"{config.altup_num_inputs} hidden-state streams (4-D hidden states) and per-layer inputs that a "
+                "truncated decoder does not rebuild; use FlashDrafter on this target.")
+
+
 def text_decoder(model: PreTrainedModel) -> nn.Module:
-    """The text transformer (embeddings, decoder layers, final norm) of the target."""
+    """The text transformer (embeddings, decoder blocks, final norm) of the target; its output has
+    `last_hidden_state`. GPT-2-style models (blocks under `h` or `blocks`) qualify too."""
     decoder = model.get_decoder()
-    if decoder is None or not hasattr(decoder, "layers"):
-        raise TypeError(f"{type(model).__name__} has no text decoder with `layers`; supported targets are "
-                        "LLaVA-style, Qwen2-VL / Qwen2.5-VL and decoder-only causal LMs.")
+    if not isinstance(decoder, nn.Module) or decoder is model:
+        raise TypeError(f"{type(model).__name__}.get_decoder() returned {type(decoder).__name__}, not its text "
+                        "decoder; supported targets are LLaVA-style, Qwen2-VL / Qwen2.5-VL and decoder-only "
+                        "causal LMs.")
     return decoder
+
+
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    """The text decoder's `layers` (what a layer-skip drafter truncates); TypeError when it has none."""
+    decoder = text_decoder(model)
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"SelfDrafter needs a text decoder with `layers` to truncate; {type(model).__name__}'s "
+                        f"{type(decoder).__name__} has none (its blocks are elsewhere, e.g. `h`); use FlashDrafter, "
+                        "which does not need them, or a Llama-style decoder.")
+    return layers
 
 
 def output_head(model: PreTrainedModel) -> nn.Linear:

@@ -14,6 +14,7 @@ Anything a newer release hands us that this module does not understand raises
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 import torch
@@ -71,15 +72,19 @@ def croppable_cache(cache: Any) -> DynamicCache:
 
     Rejected draft tokens are removed from the cache, so it must be a DynamicCache of full (not
     sliding-window) layers. `generate` builds its DynamicCache from the model config, which gives
-    sliding-window models sliding layers that cannot be rolled back; an *empty* one is replaced by a
-    DynamicCache without config (full layers), as transformers' own assisted generation does. The
-    attention mask, built from the config, still applies the sliding window, so the logits are the same.
+    sliding-window models sliding layers that cannot be rolled back once the window is passed (`crop`
+    raises "sliding window size was already reached"); an *empty* one is replaced by a DynamicCache
+    without config (full layers), as transformers' own assisted generation does. The attention mask,
+    built from the config, still applies the sliding window, so the tokens are those of `generate`
+    (tested on 5.4 and 5.24 in tests/speculative/test_architectures.py); the full cache keeps every
+    position, not only the last window.
     """
     if cache is None:
         return DynamicCache()
     if not isinstance(cache, DynamicCache):
         raise ValueError(f"speculative decoding needs a DynamicCache (it is cropped on rejection), got "
-                         f"{type(cache).__name__}; leave cache_implementation unset.")
+                         f"{type(cache).__name__}; leave cache_implementation unset (or pass "
+                         "cache_implementation='dynamic' where the model's generation config sets another).")
     if cache.get_seq_length() != 0:
         raise ValueError("speculative decoding starts from an empty cache; do not pass a filled cache")
     layers = getattr(cache, "layers", [])
@@ -89,6 +94,123 @@ def croppable_cache(cache: Any) -> DynamicCache:
         raise ValueError("speculative decoding needs a DynamicCache of full-attention layers, got layers "
                          f"{sorted({type(layer).__name__ for layer in layers})}")
     return cache
+
+
+def use_given_cache(model: PreTrainedModel, model_inputs: dict[str, Any], cache: DynamicCache,
+                    sequence_length: int) -> DynamicCache:
+    """Make the forward of `model_inputs` fill a cache of ours; return the cache it will fill.
+
+    `prepare_inputs_for_generation` normally passes `cache` through. Phi-3 / PhiMoE / Phi-4-multimodal
+    drop it (None) the first time the sequence exceeds `original_max_position_embeddings`, to recompute
+    every position with the long RoPE factors; the model would then build its own cache, which the loop
+    would not crop (the old one would be cropped and reused: silently wrong tokens). From 5.20 that
+    forward reads the whole sequence and gets a fresh full-layer DynamicCache here (or `cache` itself
+    while it is empty); 5.4-5.19 feed only the new tokens (`check_rope_supported` refuses those up front).
+    """
+    keyword = cache_keyword(model)
+    given = model_inputs.get(keyword)
+    if given is cache:
+        return cache
+    if given is not None:
+        raise TransformersIncompatibilityError(
+            f"{type(model).__name__}.prepare_inputs_for_generation replaced the cache with a {type(given).__name__}")
+    input_ids = model_inputs.get("input_ids")
+    if input_ids is None or input_ids.shape[-1] != sequence_length:
+        raise TransformersIncompatibilityError(
+            f"{type(model).__name__}.prepare_inputs_for_generation dropped the cache without feeding the whole "
+            f"sequence ({sequence_length} tokens) again")
+    fresh = cache if cache.get_seq_length() == 0 else DynamicCache()
+    model_inputs[keyword] = fresh
+    return fresh
+
+
+def _rope_parameter_sets(config: Any) -> list[dict]:
+    """The RoPE parameter dicts of a text config (`rope_parameters` in 5.x, per layer type or not;
+    `rope_scaling` in configs written for 4.x)."""
+    found = []
+    for name in ("rope_parameters", "rope_scaling"):
+        value = getattr(config, name, None)
+        if not isinstance(value, dict):
+            continue
+        if any(isinstance(item, dict) for item in value.values()):  # {layer_type: {...}}
+            found.extend(item for item in value.values() if isinstance(item, dict))
+        else:
+            found.append(value)
+    return found
+
+
+NO_LIMIT = 1 << 30  # what exact_draft_limit returns when nothing limits the drafts
+
+# transformers before 5.13 keep dynamic-NTK frequencies between calls (`dynamic_frequency_update` stored
+# the longest length seen under a misspelt attribute), so even `generate` is not repeatable there.
+DYNAMIC_ROPE_STATELESS_FROM = (5, 13)
+# transformers before 5.20: Phi-3 / PhiMoE drop the cache at the long-RoPE switch but still slice the
+# inputs to the new tokens, so `generate` itself computes that step over one token without its past.
+LONGROPE_SWITCH_RECOMPUTED_FROM = (5, 20)
+
+
+def installed_release() -> tuple[int, int]:
+    """(major, minor) of the installed transformers."""
+    major, minor = re.match(r"(\d+)\.(\d+)", transformers.__version__).groups()
+    return int(major), int(minor)
+
+
+def _rope_thresholds(model: PreTrainedModel) -> list[tuple[str, int]]:
+    """(rope_type, length) for each RoPE whose frequencies depend on the longest position of a forward
+    (`modeling_rope_utils.dynamic_rope_update`): "longrope" switches from short to long factors beyond
+    `original_max_position_embeddings`; "dynamic" (NTK) rescales beyond `max_position_embeddings`."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    thresholds = []
+    for parameters in _rope_parameter_sets(config):
+        rope_type = parameters.get("rope_type", parameters.get("type"))
+        if rope_type == "longrope":
+            switch = parameters.get("original_max_position_embeddings",
+                                    getattr(config, "original_max_position_embeddings", None))
+            if switch is not None:
+                thresholds.append(("longrope", int(switch)))
+        elif rope_type == "dynamic":
+            threshold = config.max_position_embeddings
+            if parameters.get("original_max_position_embeddings") is not None:
+                threshold = min(threshold, parameters["original_max_position_embeddings"])
+            thresholds.append(("dynamic", int(threshold)))
+    return thresholds
+
+
+def check_rope_supported(model: PreTrainedModel, max_length: int) -> None:
+    """Refuse RoPE variants the installed release cannot decode repeatably up to `max_length` tokens."""
+    installed = installed_release()
+    release = ".".join(map(str, installed))
+    for rope_type, threshold in _rope_thresholds(model):
+        if rope_type == "dynamic" and installed < DYNAMIC_ROPE_STATELESS_FROM:
+            raise ValueError(
+                f"{type(model).__name__} uses dynamic-NTK RoPE, whose frequencies transformers {release} keeps "
+                "from one call to the next (generate itself is not repeatable); speculative decoding needs "
+                "transformers >= 5.13 for it")
+        if rope_type == "longrope" and max_length > threshold and installed < LONGROPE_SWITCH_RECOMPUTED_FROM:
+            raise ValueError(
+                f"{type(model).__name__} switches to its long RoPE factors beyond original_max_position_embeddings="
+                f"{threshold} tokens, which transformers {release} does not recompute correctly (generate neither); "
+                f"keep prompt + max_new_tokens <= {threshold} or use transformers >= 5.20")
+
+
+def exact_draft_limit(model: PreTrainedModel, sequence_length: int) -> int:
+    """The most draft tokens a verification forward at `sequence_length` tokens may carry and still
+    compute what one-token decoding steps compute (`NO_LIMIT` when nothing limits it).
+
+    RoPE variants that pick their frequencies from the longest position of each forward make a forward
+    over k + 1 positions differ from k + 1 single steps when it crosses their threshold:
+    - "longrope" (Phi-3): short factors while the sequence is at most `original_max_position_embeddings`,
+      long factors beyond: a forward may not cross that length (after it, any length is exact);
+    - "dynamic" (NTK): beyond `max_position_embeddings` the frequencies change with every length, so
+      forwards stay below it and beyond it decoding is one token per target pass (still exact, no speedup).
+    """
+    limit = NO_LIMIT
+    for rope_type, threshold in _rope_thresholds(model):
+        if rope_type == "longrope" and sequence_length <= threshold:
+            limit = min(limit, threshold - sequence_length)
+        elif rope_type == "dynamic":
+            limit = min(limit, max(0, threshold - 1 - sequence_length))
+    return limit
 
 
 def drop_last_tokens(cache: DynamicCache, count: int) -> None:

@@ -104,3 +104,22 @@ def test_stops_at_eos_exactly_like_generate(target):
                     FlashDrafter.from_target(model, num_queries=2, draft_len=3, context_window=4)):
         out = speculative_generate(model, drafter, **inputs, max_new_tokens=20, do_sample=False)
         assert torch.equal(out.sequences, reference)
+
+
+def test_drafts_after_the_eos_are_not_counted_as_accepted():
+    """A perfect drafter (k=4, always right) whose round stops on a draft EOS: the drafts after it are
+    neither emitted nor counted as accepted."""
+    inputs = llava_inputs(0)
+    prompt_length = inputs["input_ids"].shape[1]
+    new = tiny_llava().generate(**inputs, max_new_tokens=20, do_sample=False)[0, prompt_length:].tolist()
+    # the n-th new token (1-based) as EOS: prefill emits token 1, each round 5 (4 drafts + the target's);
+    # n - 1 = 5 (r - 1) + j with j in 1..3 is the j-th draft of round r, with 4 - j drafts after it
+    n = next(n for n in range(7, 20) if (n - 1) % 5 in (1, 2, 3) and new[n - 1] not in new[:n - 1])
+    rounds, j = (n - 2) // 5 + 1, (n - 1) % 5
+    model = tiny_llava(eos=new[n - 1])
+    drafter = SelfDrafter.from_target(model, num_layers=4, visual_tokens=10_000, draft_len=4, adaptive=False)
+    out = speculative_generate(model, drafter, **inputs, max_new_tokens=40, do_sample=False)  # no budget cap
+    assert torch.equal(out.sequences, model.generate(**inputs, max_new_tokens=40, do_sample=False))
+    assert (out.num_new_tokens, out.num_target_forwards, out.num_drafted) == (n, 1 + rounds, 4 * rounds)
+    assert out.num_accepted == 4 * (rounds - 1) + j
+    assert out.acceptance_rate == out.num_accepted / (4 * rounds)

@@ -9,7 +9,7 @@ from transformers import DynamicCache, StaticCache
 from genaccel.speculative import SelfDrafter, speculative_generate
 from genaccel.speculative.transformers_compat import (
     TransformersIncompatibilityError, cache_keyword, check_per_token_inputs, croppable_cache, drop_last_tokens,
-    extend_per_token_inputs)
+    NO_LIMIT, exact_draft_limit, extend_per_token_inputs, use_given_cache)
 
 from tiny_targets import text_inputs, tiny_llama
 
@@ -71,3 +71,45 @@ def test_generate_with_a_static_cache_is_a_clear_error():
     with pytest.raises(ValueError, match="leave cache_implementation unset"):
         speculative_generate(model, drafter, **text_inputs(0), max_new_tokens=4, do_sample=False,
                              cache_implementation="static")
+
+
+def test_use_cache_false_has_its_own_message():
+    model = tiny_llama()
+    drafter = SelfDrafter.from_target(model, num_layers=1)
+    with pytest.raises(ValueError, match="use_cache=False is not supported") as error:
+        speculative_generate(model, drafter, **text_inputs(0), max_new_tokens=4, do_sample=False, use_cache=False)
+    assert "cache_implementation" not in str(error.value)
+
+
+def test_draft_limits_of_rope_variants_that_depend_on_the_forward_length():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def model_with(rope: dict, **config) -> LlamaForCausalLM:
+        return LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+                                            num_attention_heads=2, rope_parameters=rope, **config))
+
+    plain = tiny_llama()
+    assert exact_draft_limit(plain, 10) == NO_LIMIT
+    longrope = model_with(dict(rope_type="longrope", rope_theta=10000.0, short_factor=[1.0] * 4,
+                               long_factor=[2.0] * 4, original_max_position_embeddings=16), max_position_embeddings=64)
+    # a forward over k + 1 tokens at length L reaches length L + k: it may not pass 16, beyond 16 anything goes
+    assert [exact_draft_limit(longrope, length) for length in (10, 15, 16, 17, 40)] == [6, 1, 0, NO_LIMIT, NO_LIMIT]
+    dynamic = model_with(dict(rope_type="dynamic", rope_theta=10000.0, factor=2.0), max_position_embeddings=16)
+    # forwards stay below 16; from there on one token per pass
+    assert [exact_draft_limit(dynamic, length) for length in (10, 14, 15, 16, 30)] == [5, 1, 0, 0, 0]
+
+
+def test_a_dropped_cache_is_replaced_by_a_fresh_one_of_ours():
+    model = tiny_llama()
+    keyword = cache_keyword(model)
+    cache = filled_cache(model, 4)
+    inputs = {"input_ids": torch.zeros(1, 7, dtype=torch.long), keyword: None}
+    fresh = use_given_cache(model, inputs, cache, 7)
+    assert fresh is not cache and fresh.get_seq_length() == 0 and inputs[keyword] is fresh
+    empty = DynamicCache()
+    assert use_given_cache(model, {"input_ids": torch.zeros(1, 7, dtype=torch.long)}, empty, 7) is empty
+    assert use_given_cache(model, {"input_ids": torch.zeros(1, 1, dtype=torch.long), keyword: cache}, cache, 7) is cache
+    with pytest.raises(TransformersIncompatibilityError, match="without feeding the whole sequence"):
+        use_given_cache(model, {"input_ids": torch.zeros(1, 1, dtype=torch.long), keyword: None}, cache, 7)
+    with pytest.raises(TransformersIncompatibilityError, match="replaced the cache with a DynamicCache"):
+        use_given_cache(model, {"input_ids": torch.zeros(1, 7, dtype=torch.long), keyword: DynamicCache()}, cache, 7)
