@@ -205,11 +205,14 @@ class Qwen2_5_VLFamily(Qwen2VLFamily):
         return [visual.blocks[index].attn for index in sorted(visual.fullatt_block_indexes)]
 
     def patch_order(self, grid_thw):
-        from transformers.vision_utils import get_vision_window_index
-
         visual = self.base.visual
-        window_index, _ = get_vision_window_index(grid_thw, spatial_merge_size=visual.spatial_merge_size,
-                                                  window_size=visual.window_size, patch_size=visual.patch_size)
+        if hasattr(visual, "get_window_index"):  # older transformers releases (5.4): a method of the tower
+            window_index, _ = visual.get_window_index(grid_thw)
+        else:
+            from transformers.vision_utils import get_vision_window_index
+
+            window_index, _ = get_vision_window_index(grid_thw, spatial_merge_size=visual.spatial_merge_size,
+                                                      window_size=visual.window_size, patch_size=visual.patch_size)
         return torch.argsort(window_index)  # the merger's `reverse_indices`
 
 

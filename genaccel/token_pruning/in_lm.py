@@ -59,8 +59,8 @@ def last_token_attention(attention: nn.Module, query: torch.Tensor, keys: torch.
     if getattr(attention, "q_norm", None) is not None:  # Qwen3-style per-head norms come before the rotary
         q, k = attention.q_norm(q), attention.k_norm(k)
     q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, 1, d), (B, H_kv, L, d)
-    rotary = getattr(sys.modules[type(attention).__module__], "apply_rotary_pos_emb")
-    cos, sin = position_embeddings
+    rotary = _rotary(attention)
+    cos, sin = _interleaved_mrope(attention, *position_embeddings)
     cos_last = gather_tokens(cos, last[:, None], dim=1)
     sin_last = gather_tokens(sin, last[:, None], dim=1)
     q, _ = rotary(q, q, cos_last, sin_last)
@@ -71,6 +71,33 @@ def last_token_attention(attention: nn.Module, query: torch.Tensor, keys: torch.
     if mask is not None:
         allowed = allowed & mask.bool()
     return logits.masked_fill(~allowed[:, None], float("-inf")).softmax(dim=-1).mean(dim=1)
+
+
+def _interleaved_mrope(attention: nn.Module, cos: torch.Tensor,
+                       sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos / sin as (B, L, d). Older transformers releases (5.4, the lower bound) hand Qwen2-VL's layers M-RoPE's three
+    position streams, (3, B, L, d), and interleave them inside the attention by `mrope_section`;
+    newer ones interleave them in the rotary embedding. Both give the same (B, L, d)."""
+    if cos.dim() != 4:
+        return cos, sin
+    sections = list(attention.config.rope_parameters["mrope_section"]) * 2
+    def interleave(values: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part[i % 3] for i, part in enumerate(values.split(sections, dim=-1))], dim=-1)
+    return interleave(cos), interleave(sin)
+
+
+def _rotary(attention: nn.Module):
+    """The attention's own `apply_rotary_pos_emb`; for Qwen2-VL on older releases (which only
+    has the multimodal variant) the plain rotation on already-interleaved cos / sin."""
+    module = sys.modules[type(attention).__module__]
+    if hasattr(module, "apply_rotary_pos_emb"):
+        return module.apply_rotary_pos_emb
+    rotate_half = module.rotate_half
+
+    def apply(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+    return apply
 
 
 def _mask_columns(mask: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -161,7 +188,9 @@ class InLanguageModelPruning:
     def _gather_prefill(kwargs: dict[str, Any], kept: torch.Tensor, real: torch.Tensor | None) -> dict[str, Any]:
         gathered: dict[str, Any] = {}
         cos, sin = kwargs["position_embeddings"]
-        gathered["position_embeddings"] = (gather_tokens(cos, kept, dim=1), gather_tokens(sin, kept, dim=1))
+        token_dim = cos.dim() - 2  # (B, L, d), or (3, B, L, d): M-RoPE's streams on older releases
+        gathered["position_embeddings"] = (gather_tokens(cos, kept, dim=token_dim, batch_dim=token_dim - 1),
+                                           gather_tokens(sin, kept, dim=token_dim, batch_dim=token_dim - 1))
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor):
             if mask.dim() != 4:

@@ -9,6 +9,7 @@ import torch
 import genaccel
 from genaccel.token_pruning import METHODS, PruningMethod, Selection, VisualTokenPruningConfig, register_method
 from genaccel.token_pruning import last_kept_positions
+from genaccel.speculative.transformers_compat import cache_keyword, returned_cache
 
 from pruning_targets import IMAGE_TOKEN, TARGETS
 
@@ -104,7 +105,9 @@ def reference_run(model, inputs: dict, dropped: torch.Tensor, in_lm_layer: int |
             logits = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
                            **extra_now).logits
             prefill = logits if prefill is None else prefill
-            token = logits[:, -1].argmax(dim=-1, keepdim=True)
+            # a generated image token would be read as an image slot in the next forward: never pick it
+            token = logits[:, -1].index_fill(-1, torch.tensor([IMAGE_TOKEN]), float("-inf")).argmax(dim=-1,
+                                                                                                      keepdim=True)
             tokens.append(token)
             ids = torch.cat([ids, token], dim=1)
             mask = torch.cat([mask, torch.ones_like(token)], dim=1)
@@ -138,7 +141,7 @@ def test_explicit_keep_set_equals_masked_attention_on_the_full_model(target, sta
         assert real.sum() > counts.sum() // 2  # text tokens too
         expected = reference_prefill.gather(1, kept[..., None].expand(-1, -1, logits.shape[-1]))
         torch.testing.assert_close(logits[real], expected[real], rtol=1e-4, atol=1e-5)
-        generated = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False)
+        generated = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False, suppress_tokens=[IMAGE_TOKEN])
         assert torch.equal(generated[:, inputs["input_ids"].shape[1]:], reference_tokens)
     finally:
         genaccel.remove(model)
@@ -176,10 +179,10 @@ def test_decode_step_without_position_ids_or_mask_continues_the_unpruned_positio
         expected = model.generate(**inputs, max_new_tokens=4, do_sample=False)
         out = model(**inputs, use_cache=True)
         tokens = [out.logits[:, -1].argmax(dim=-1, keepdim=True)]
-        cache = out.cache
+        cache = returned_cache(out)
         for _ in range(3):
-            out = model(input_ids=tokens[-1], cache=cache, use_cache=True)
-            cache = out.cache
+            out = model(input_ids=tokens[-1], use_cache=True, **{cache_keyword(model): cache})
+            cache = returned_cache(out)
             tokens.append(out.logits[:, -1].argmax(dim=-1, keepdim=True))
     finally:
         genaccel.remove(model)
