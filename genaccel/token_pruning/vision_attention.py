@@ -41,17 +41,35 @@ def received_attention(queries: torch.Tensor, keys: torch.Tensor, scale: float) 
     return total / (heads * n)
 
 
-class ProjectionAttentionRecorder:
+class _AttentionRecorder:
+    """Scores recorded per hooked attention module, one tower call at a time, and the hooks that record them."""
+
+    def __init__(self, count: int, active: Callable[[], bool]):
+        self.active = active
+        self.scores: list[torch.Tensor | None] = [None] * count
+        self.handles: list = []
+
+    def take(self) -> list[torch.Tensor]:
+        """Each hooked module's scores of the last tower call, (B, N) or (N,) per module; cleared."""
+        if any(score is None for score in self.scores):
+            raise RuntimeError("the vision tower ran without passing through every hooked attention module")
+        scores, self.scores = self.scores, [None] * len(self.scores)
+        return scores
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+class ProjectionAttentionRecorder(_AttentionRecorder):
     """CLIP-style attention modules (`q_proj`, `k_proj`, (B, N, H * d)): "cls" or "received" per layer."""
 
     def __init__(self, attentions: list[nn.Module], score: str, active: Callable[[], bool]):
         if score not in ("cls", "received"):
             raise ValueError(f"score must be 'cls' or 'received', got {score!r}")
+        super().__init__(len(attentions), active)
         self.score = score
-        self.active = active
-        self.scores: list[torch.Tensor | None] = [None] * len(attentions)
         self._queries: list[torch.Tensor | None] = [None] * len(attentions)
-        self.handles = []
         for index, attention in enumerate(attentions):
             self.handles.append(attention.q_proj.register_forward_hook(partial(self._query, index)))
             self.handles.append(attention.k_proj.register_forward_hook(partial(self._key, index, attention)))
@@ -74,19 +92,7 @@ class ProjectionAttentionRecorder:
         else:
             self.scores[index] = torch.stack([received_attention(q, k, scale) for q, k in zip(queries, keys)])
 
-    def take(self) -> list[torch.Tensor]:
-        """Each hooked layer's (B, N) scores of the last tower call; cleared."""
-        if any(score is None for score in self.scores):
-            raise RuntimeError("the vision tower ran without passing through every hooked attention layer")
-        scores, self.scores = self.scores, [None] * len(self.scores)
-        return scores
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
-class QwenVisionAttentionRecorder:
+class QwenVisionAttentionRecorder(_AttentionRecorder):
     """Qwen2-VL / 2.5-VL vision attention (fused `qkv`, rotary, `cu_seqlens`): "received" per block.
 
     Scores are per patch in the order the block sees them (Qwen2.5-VL: window order)."""
@@ -94,10 +100,8 @@ class QwenVisionAttentionRecorder:
     score = "received"
 
     def __init__(self, attentions: list[nn.Module], active: Callable[[], bool]):
-        self.active = active
-        self.scores: list[torch.Tensor | None] = [None] * len(attentions)
+        super().__init__(len(attentions), active)
         self._inputs: list[tuple | None] = [None] * len(attentions)
-        self.handles = []
         for index, attention in enumerate(attentions):
             rotary = getattr(sys.modules[type(attention).__module__], "apply_rotary_pos_emb_vision")
             self.handles.append(attention.register_forward_pre_hook(partial(self._inputs_of, index), with_kwargs=True))
@@ -119,14 +123,3 @@ class QwenVisionAttentionRecorder:
         bounds = cu_seqlens.tolist()
         self.scores[index] = torch.cat([received_attention(queries[s:e], keys[s:e], attention.scaling)
                                         for s, e in zip(bounds[:-1], bounds[1:])])
-
-    def take(self) -> list[torch.Tensor]:
-        """Each hooked block's (N,) scores of the last tower call; cleared."""
-        if any(score is None for score in self.scores):
-            raise RuntimeError("the vision tower ran without passing through every hooked attention block")
-        scores, self.scores = self.scores, [None] * len(self.scores)
-        return scores
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import (CLIPVisionConfig, LlamaConfig, LlamaForCausalLM, LlavaConfig,
                           LlavaForConditionalGeneration, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
@@ -47,14 +49,16 @@ def tiny_qwen2_vl(seed: int = 0, eos: int | None = None) -> Qwen2VLForConditiona
     return Qwen2VLForConditionalGeneration(config).eval()
 
 
-def tiny_qwen2_5_vl(seed: int = 0, eos: int | None = None) -> Qwen2_5_VLForConditionalGeneration:
+def tiny_qwen2_5_vl(seed: int = 0, eos: int | None = None, depth: int = 1, fullatt_block_indexes: tuple = (0,),
+                    window_size: int = 4) -> Qwen2_5_VLForConditionalGeneration:
+    """window_size is in pixels: 4 = one LM token (2 x 2 patches merged), so windows do not reorder patches."""
     torch.manual_seed(seed)
     text = _text(eos=eos)
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}
     config = Qwen2_5_VLConfig(
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=2,
+        vision_config=dict(depth=depth, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=2,
                            spatial_merge_size=2, temporal_patch_size=2, in_channels=3, out_hidden_size=32,
-                           fullatt_block_indexes=[0], window_size=4),
+                           fullatt_block_indexes=list(fullatt_block_indexes), window_size=window_size),
         text_config=text, image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN,
         vision_start_token_id=VISION_START, vision_end_token_id=VISION_END,
     )
@@ -115,3 +119,22 @@ def save_tiny_captioner(folder) -> None:
 
 
 CAPTION_PROMPT = "<s> <image> user : describe the image . assistant :"
+
+
+def make_caption_workspace(root: Path) -> Path:
+    """A tiny saved captioner (16 visual tokens per image) under root/model and three images under root/images."""
+    from genaccel.data.captions import make_sample
+
+    save_tiny_captioner(root / "model")
+    (root / "images").mkdir()
+    for seed in range(3):
+        make_sample(seed, image_size=16).image.save(root / "images" / f"{seed}.png")
+    return root
+
+
+def run_caption(workspace: Path, output: Path, *extra: str) -> int:
+    """`genaccel caption` over the workspace's images, 12 new tokens, writing `output` (JSON lines)."""
+    from genaccel.cli import main
+
+    return main(["caption", "--model", str(workspace / "model"), "--images", str(workspace / "images"),
+                 "--prompt", CAPTION_PROMPT, "--output", str(output), "--max-new-tokens", "12", *extra])

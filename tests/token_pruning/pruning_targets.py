@@ -79,20 +79,7 @@ def qwen_large_inputs(seed: int = 0, grid: tuple[int, int] = (8, 8)) -> dict:
 
 def tiny_qwen2_5_vl_windows(seed: int = 0):
     """Qwen2.5-VL whose windows reorder the patches (window 8 px = 2 x 2 LM tokens), one full-attention block."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    from tiny_targets import VIDEO_TOKEN
-
-    torch.manual_seed(seed)
-    text = _text()
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}
-    config = Qwen2_5_VLConfig(
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=2,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3, out_hidden_size=32,
-                           fullatt_block_indexes=[1], window_size=8),
-        text_config=text, image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN,
-        vision_start_token_id=VISION_START, vision_end_token_id=VISION_END)
-    return Qwen2_5_VLForConditionalGeneration(config).eval()
+    return tiny_qwen2_5_vl(seed, depth=2, fullatt_block_indexes=(1,), window_size=8)
 
 
 # name -> (build, single inputs, batch of two)
