@@ -87,9 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
     images = list_images(args.images)
     pruning = parse_prune(args.prune, args.prune_layer) if args.prune is not None else None
-    if pruning is not None and args.drafter is not None:
-        raise UserFacingError("--prune with --drafter (a FLASH drafter) is not supported yet: the drafter reads the "
-                              "prefill's hidden states against the unpruned prompt; use --speculative (SelfDrafter)")
     model, processor = load_target(args.model, device=args.device, dtype=args.dtype)
     if pruning is not None:
         import genaccel

@@ -23,9 +23,26 @@ class Prefill:
     """What the target computed over the prompt (batch size 1)."""
 
     input_ids: torch.Tensor  # (1, L) prompt ids
-    input_embeds: torch.Tensor  # (1, L, D) the target's input embeddings (visual features merged in)
-    hidden_states: torch.Tensor  # (1, L, D) the target's last-layer hidden states
+    input_embeds: torch.Tensor  # (1, L or L', D) the target's input embeddings (visual features merged in)
+    hidden_states: torch.Tensor  # (1, L or L', D) the target's last-layer hidden states
     visual_mask: torch.Tensor  # (1, L) bool, True on image/video placeholder positions
+    # (L',) the prompt positions a visual-token-pruned target kept (the columns of its shorter
+    # hidden states, and of its input embeddings when it pruned before the language model); None: all
+    kept_positions: torch.Tensor | None = None
+
+    def positions_of(self, states: torch.Tensor) -> torch.Tensor:
+        """(n,) the prompt position of each column of `states` (input_embeds or hidden_states)."""
+        length = states.shape[1]
+        if length == self.input_ids.shape[1]:
+            return torch.arange(length, device=states.device)
+        if self.kept_positions is None or self.kept_positions.shape[0] != length:
+            raise ValueError(f"prefill states of {length} positions line up neither with the "
+                             f"{self.input_ids.shape[1]}-token prompt nor with the positions a pruned target kept")
+        return self.kept_positions.to(states.device)
+
+    def visual_mask_of(self, states: torch.Tensor) -> torch.Tensor:
+        """(1, n) the visual mask lined up with `states`' columns."""
+        return self.visual_mask[:, self.positions_of(states)]
 
 
 @dataclass

@@ -81,9 +81,11 @@ class FlashDrafter(Drafter):
         super().start(prefill)
         head_dtype = self.head.fuse.weight.dtype
         with torch.no_grad():
-            visual = prefill.hidden_states[prefill.visual_mask][None].to(head_dtype)  # (1, Nv, D)
-            self._pooled_visual = self.head.pool_visual(visual)
+            visual = prefill.hidden_states[prefill.visual_mask_of(prefill.hidden_states)][None].to(head_dtype)
+            self._pooled_visual = self.head.pool_visual(visual)  # from (1, Nv, D)
         self._hidden = prefill.hidden_states.to(head_dtype)  # (1, positions in target cache, D)
+        # the sequence position of each hidden state: a pruned target's prompt has gaps
+        self._positions = prefill.positions_of(prefill.hidden_states)
 
     def context(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Last-window context for the newest hidden state: (hidden, next-token embeds, valid)."""
@@ -91,7 +93,8 @@ class FlashDrafter(Drafter):
         newest = hidden.shape[1] - 1
         start = max(0, newest - window + 1)
         context_hidden = hidden[:, start:newest + 1]
-        context_embeds = self.embed_tokens(input_ids[:, start + 1:newest + 2]).to(context_hidden.dtype)
+        next_positions = self._positions[start:newest + 1] + 1  # the token after each context position
+        context_embeds = self.embed_tokens(input_ids[:, next_positions]).to(context_hidden.dtype)
         pad = window - context_hidden.shape[1]
         valid = torch.ones(1, window, dtype=torch.bool, device=hidden.device)
         if pad:
@@ -103,7 +106,7 @@ class FlashDrafter(Drafter):
 
     @torch.no_grad()
     def propose(self, input_ids: torch.Tensor, num_tokens: int, chooser: TokenChooser) -> Draft:
-        if self._hidden.shape[1] != input_ids.shape[1] - 1:
+        if self._hidden.shape[1] != self._positions.shape[0] or int(self._positions[-1]) != input_ids.shape[1] - 2:
             raise RuntimeError("FlashDrafter is out of sync with the target (start/observe not called in order)")
         slots = self.head(self._pooled_visual, *self.context(input_ids, self._hidden))
         logits = self.lm_head(slots[:, :num_tokens].to(self.lm_head.weight.dtype))  # (1, k, V)
@@ -120,3 +123,6 @@ class FlashDrafter(Drafter):
 
     def observe(self, input_ids: torch.Tensor, hidden_states: torch.Tensor | None) -> None:
         self._hidden = torch.cat([self._hidden, hidden_states.to(self._hidden.dtype)], dim=1)
+        after = int(self._positions[-1]) + 1
+        self._positions = torch.cat([self._positions, torch.arange(after, after + hidden_states.shape[1],
+                                                                   device=self._positions.device)])

@@ -76,6 +76,23 @@ def _check_supported(model: PreTrainedModel, input_ids: torch.Tensor, generation
     drafter.check_target(model)
 
 
+def _kept_positions(model: PreTrainedModel, hidden_length: int, prompt_length: int) -> torch.Tensor | None:
+    """(L',) the prompt positions behind a visual-token-pruned target's shorter hidden states; None if unpruned."""
+    if hidden_length == prompt_length:
+        return None
+    from genaccel.token_pruning import last_kept_positions
+
+    try:
+        kept = last_kept_positions(model)
+    except ValueError:
+        kept = None
+    if kept is None or kept[0].shape[1] != hidden_length:
+        raise TransformersIncompatibilityError(
+            f"{type(model).__name__}'s prefill returned {hidden_length} hidden states for a "
+            f"{prompt_length}-token prompt")
+    return kept[0][0]
+
+
 def speculative_decoding(
     model: PreTrainedModel,
     input_ids: torch.LongTensor,
@@ -106,7 +123,8 @@ def speculative_decoding(
             raise TransformersIncompatibilityError(f"{type(model).__name__} did not fill the cache it was given")
         model_kwargs = extend_per_token_inputs(model_kwargs, 1)
         drafter.start(Prefill(input_ids=input_ids, input_embeds=outputs.hidden_states[0],
-                              hidden_states=recorder.value, visual_mask=visual_mask(model, input_ids)))
+                              hidden_states=recorder.value, visual_mask=visual_mask(model, input_ids),
+                              kept_positions=_kept_positions(model, recorder.value.shape[1], prompt_length)))
         first_token, _ = chooser.choose(input_ids, outputs.logits[:, -1])
         input_ids = torch.cat([input_ids, first_token[:, None]], dim=1)
         num_forwards, num_drafted, num_accepted = 1, 0, 0

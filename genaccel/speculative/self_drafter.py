@@ -93,9 +93,13 @@ class SelfDrafter(Drafter):
 
     def start(self, prefill: Prefill) -> None:
         super().start(prefill)
-        scores = prefill.hidden_states.norm(dim=-1)
-        prompt = compress_visual_tokens(prefill.input_embeds, prefill.visual_mask, self.visual_tokens,
-                                        self.visual_compression, scores)
+        # saliency per input position; positions a pruned target dropped inside its LM (no last hidden state) never win
+        scores = prefill.hidden_states.new_full(prefill.input_embeds.shape[:2], float("-inf"))
+        columns = torch.searchsorted(prefill.positions_of(prefill.input_embeds),
+                                     prefill.positions_of(prefill.hidden_states))
+        scores[:, columns] = prefill.hidden_states.norm(dim=-1)
+        prompt = compress_visual_tokens(prefill.input_embeds, prefill.visual_mask_of(prefill.input_embeds),
+                                        self.visual_tokens, self.visual_compression, scores)
         self._cache = DynamicCache()
         self._prompt_ids_length = prefill.input_ids.shape[1]
         # The last prompt position is fed together with the first generated token on the first proposal.

@@ -10,30 +10,20 @@ import torch
 from genaccel.cli import main
 from genaccel.data.captions import make_sample
 
-from tiny_targets import CAPTION_PROMPT, save_tiny_captioner
+from tiny_targets import CAPTION_PROMPT, make_caption_workspace, run_caption
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("captioner")
-    save_tiny_captioner(root / "model")
-    (root / "images").mkdir()
-    for seed in range(3):
-        make_sample(seed, image_size=16).image.save(root / "images" / f"{seed}.png")
-    yield root
+    yield make_caption_workspace(tmp_path_factory.mktemp("captioner"))
     torch.set_num_threads(threads)
 
 
-def _caption(workspace, output, *extra):
-    return main(["caption", "--model", str(workspace / "model"), "--images", str(workspace / "images"),
-                 "--prompt", CAPTION_PROMPT, "--output", str(output), "--max-new-tokens", "12", *extra])
-
-
 def test_caption_speculative_matches_vanilla_and_writes_stats(workspace, tmp_path):
-    assert _caption(workspace, tmp_path / "vanilla.jsonl") == 0
-    assert _caption(workspace, tmp_path / "self.jsonl", "--speculative", "--draft-layers", "2") == 0
+    assert run_caption(workspace, tmp_path / "vanilla.jsonl") == 0
+    assert run_caption(workspace, tmp_path / "self.jsonl", "--speculative", "--draft-layers", "2") == 0
     vanilla = [json.loads(line) for line in (tmp_path / "vanilla.jsonl").read_text().splitlines()]
     speculative = [json.loads(line) for line in (tmp_path / "self.jsonl").read_text().splitlines()]
     assert [row["image"].endswith(f"{i}.png") for i, row in enumerate(vanilla)] == [True] * 3
@@ -51,8 +41,8 @@ def test_train_drafter_then_caption_with_it(workspace, tmp_path):
                  "--context-window", "4", "--max-new-tokens", "10", "--steps", "6", "--batch-size", "8",
                  "--save-every", "3", "--device", "cpu"]) == 0
     assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
-    assert _caption(workspace, tmp_path / "flash.jsonl", "--drafter", str(output)) == 0
-    assert _caption(workspace, tmp_path / "vanilla.jsonl") == 0
+    assert run_caption(workspace, tmp_path / "flash.jsonl", "--drafter", str(output)) == 0
+    assert run_caption(workspace, tmp_path / "vanilla.jsonl") == 0
     captions = [json.loads(line)["caption"] for line in (tmp_path / "flash.jsonl").read_text().splitlines()]
     vanilla = [json.loads(line)["caption"] for line in (tmp_path / "vanilla.jsonl").read_text().splitlines()]
     assert captions == vanilla
