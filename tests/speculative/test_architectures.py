@@ -22,7 +22,7 @@ from genaccel.speculative import FlashDrafter, SelfDrafter, UnsupportedTargetErr
 from genaccel.speculative.transformers_compat import (
     DYNAMIC_ROPE_STATELESS_FROM, LONGROPE_SWITCH_RECOMPUTED_FROM, cache_keyword, installed_release)
 
-from tiny_targets import TARGETS, text_inputs, tiny_llama
+from tiny_targets import TARGETS, llava_next_inputs, text_inputs, tiny_llama, tiny_llava_next
 
 VOCAB, HIDDEN, WINDOW, NEW_TOKENS = 96, 32, 8, 24  # prompt 9 + 24 new tokens: 4 windows, past position 16
 
@@ -236,9 +236,26 @@ def tiny_paligemma():
     return transformers.PaliGemmaForConditionalGeneration(config).eval(), inputs
 
 
+def tiny_idefics3_family(model_class: str, config_class: str):
+    """Idefics3 / SmolVLM: SigLIP-style tower, pixel shuffle (scale 2): 4 image tokens per 16 px image."""
+    vision = dict(hidden_size=HIDDEN, image_size=16, patch_size=4, num_hidden_layers=1, num_attention_heads=4,
+                  intermediate_size=64)
+    config = getattr(transformers, config_class)(vision_config=vision, text_config=dict(BASE, model_type="llama"),
+                                                 scale_factor=2, image_token_id=90)
+    torch.manual_seed(0)
+    inputs = _image_prompt([90] * 4)
+    inputs["pixel_values"] = inputs["pixel_values"][:, None]  # (batch, images, 3, H, W)
+    return getattr(transformers, model_class)(config).eval(), inputs
+
+
 MULTIMODAL = {name: (lambda build=build, make_inputs=make_inputs: (build(), make_inputs(0)))
               for name, (build, make_inputs) in TARGETS.items()}  # LLaVA, Qwen2-VL, Qwen2.5-VL, Llama (4 layers)
-MULTIMODAL.update({"gemma3-vlm": tiny_gemma3_vlm, "paligemma": tiny_paligemma})
+MULTIMODAL.update({
+    "llava-next": lambda: (tiny_llava_next(), llava_next_inputs(0)),  # anyres: 3 crops + image newlines
+    "gemma3-vlm": tiny_gemma3_vlm, "paligemma": tiny_paligemma,
+    "idefics3": lambda: tiny_idefics3_family("Idefics3ForConditionalGeneration", "Idefics3Config"),
+    "smolvlm": lambda: tiny_idefics3_family("SmolVLMForConditionalGeneration", "SmolVLMConfig"),
+})
 
 
 @pytest.mark.parametrize("name", sorted(MULTIMODAL))

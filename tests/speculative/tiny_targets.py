@@ -65,6 +65,43 @@ def tiny_qwen2_5_vl(seed: int = 0, eos: int | None = None, depth: int = 1, fulla
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 
+def tiny_llava_next(seed: int = 0, eos: int | None = None):
+    """LLaVA-NeXT with 16 px crops of 4 px patches (16 tokens a crop) and anyres grids up to 32 x 32."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=2, num_attention_heads=4),
+        text_config=LlamaConfig(**_text(eos=eos)), image_token_id=IMAGE_TOKEN, vision_feature_layer=-1,
+        image_grid_pinpoints=[[16, 32], [32, 16], [32, 32]])
+    return LlavaNextForConditionalGeneration(config).eval()
+
+
+def llava_next_inputs(seed: int = 0, sizes: tuple[tuple[int, int], ...] = ((16, 32),)) -> dict:
+    """One image per row (batch = len(sizes)), left-padded to a common length."""
+    from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+    model = tiny_llava_next()
+    generator = torch.Generator().manual_seed(seed)
+    crops = [image_size_to_num_patches(size, model.config.image_grid_pinpoints, 16) for size in sizes]
+    pixel_values = torch.randn(len(sizes), max(crops), 3, 16, 16, generator=generator)
+    image_sizes = torch.tensor(sizes)
+    lengths = [len(f) for f in model.model.get_image_features(pixel_values, image_sizes).pooler_output]
+    rows = []
+    for length in lengths:
+        text = torch.randint(3, 80, (5,), generator=generator)
+        rows.append(torch.cat([text[:2], torch.full((length,), IMAGE_TOKEN), text[2:]]))
+    width = max(len(row) for row in rows)
+    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for index, row in enumerate(rows):
+        input_ids[index, width - len(row):] = row
+        attention_mask[index, width - len(row):] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixel_values,
+            "image_sizes": image_sizes}
+
+
 def text_inputs(seed: int = 0, length: int = 9) -> dict:
     generator = torch.Generator().manual_seed(seed)
     return {"input_ids": torch.randint(3, 80, (1, length), generator=generator)}
