@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,25 +31,9 @@ from genaccel.bench.markdown import git_commit, markdown_table, update_section  
 from genaccel.eval.fidelity import psnr, ssim  # noqa: E402
 from genaccel.eval.intervals import bootstrap_frechet, frechet_sample_note, mean_with_interval  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
+from genaccel.tokenizers.reference import load_tokenizer  # noqa: E402
 
 SECTION = "tokenizers"
-
-
-def load_tokenizer(path: str | Path):
-    """A MultiScaleTokenizer (float32) from a bundle (manifest.json, sha256 checked), a `train-tokenizer`
-    checkpoint (EMA weights) or a saved folder."""
-    from genaccel.tokenizers import MultiScaleTokenizer
-    from genaccel.tokenizers.reference import load_bundled_tokenizer
-    from genaccel.train.tokenizer import tokenizer_from_checkpoint
-
-    path = Path(path)
-    if (path / "manifest.json").exists():
-        return load_bundled_tokenizer(path)
-    if (path / "state.json").exists():
-        return tokenizer_from_checkpoint(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is neither a tokenizer folder (config.json) nor a checkpoint (state.json)")
-    return MultiScaleTokenizer.from_pretrained(path).float().eval()
 
 
 def reconstruct(model, images: torch.Tensor, batch: int = 64) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""`genaccel train`: class-conditional pixel-space diffusion training (runs under `accelerate launch` too)."""
+"""`genaccel train`: class-conditional diffusion training, in pixel space or a tokenizer's latent space
+(`--vae`); runs under `accelerate launch` too."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ _HELP = {
     "max_minutes": "stop and save after this many minutes (0: no limit)",
     "init_from": "a checkpoint folder whose model weights start this run (fresh optimizer, EMA and step)",
     "sample_every": "write a sample grid PNG every N steps (0: only at the end)",
+    "vae": "train in a tokenizer's latent space: reference:multi-scale, reference:single-scale or a tokenizer "
+           "folder / checkpoint (default: pixel space)",
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from genaccel.train.diffusion import ARCHS, MIXED_PRECISION, PREDICTION_TYPES, TrainConfig
 
-    parser = subparsers.add_parser("train", help="train a class-conditional pixel-space diffusion transformer",
+    parser = subparsers.add_parser("train", help="train a class-conditional diffusion transformer (pixels or latents)",
                                    description=__doc__)
     parser.add_argument("output_dir", help="where checkpoints, samples, log.jsonl and final/ go")
     choices = {"arch": ARCHS, "prediction_type": PREDICTION_TYPES, "mixed_precision": MIXED_PRECISION}

@@ -1,4 +1,6 @@
-"""A class-conditional pixel-space diffusion pipeline: a DiT-style transformer and a scheduler, no VAE.
+"""A class-conditional diffusion pipeline: a DiT-style transformer and a scheduler, in pixel space, or
+in the latent space of an optional `vae` (an AutoencoderKL-style model: `decode(z).sample`,
+`config.scaling_factor`, e.g. a `genaccel.tokenizers.MultiScaleTokenizer`).
 
 Classifier-free guidance follows diffusers' DiTPipeline: the conditional and unconditional
 inputs are stacked into one batch of twice the size, so the transformer (and any attention
@@ -58,13 +60,15 @@ def class_label_ids(class_labels, class_names: Optional[Sequence[str]], num_clas
 
 
 class ClassConditionalPipeline(DiffusionPipeline):
-    """Sample images of given classes from a class-conditional pixel-space transformer."""
+    """Sample images of given classes from a class-conditional transformer (pixels, or a vae's latents)."""
 
-    model_cpu_offload_seq = "transformer"
+    model_cpu_offload_seq = "transformer->vae"
+    _optional_components = ["vae"]
 
-    def __init__(self, transformer: torch.nn.Module, scheduler, class_names: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, transformer: torch.nn.Module, scheduler, class_names: Optional[Sequence[str]] = None,
+                 vae: Optional[torch.nn.Module] = None) -> None:
         super().__init__()
-        self.register_modules(transformer=transformer, scheduler=scheduler)
+        self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
         self.class_names = list(class_names) if class_names is not None else None
 
     @property
@@ -86,6 +90,8 @@ class ClassConditionalPipeline(DiffusionPipeline):
         output_type is 'pil' (list of images), 'pt' ((B, 3, H, W) in [0, 1]) or 'np' ((B, H, W, 3)).
         image_size (pixels per side) defaults to the transformer's sample_size; other sizes run
         (for timing attention on larger token grids) but lie outside what the model was trained on.
+        With a `vae` the transformer denoises latents (sample_size per side) that the vae decodes;
+        image_size is then the vae's own (or None).
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
@@ -93,7 +99,14 @@ class ClassConditionalPipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
         labels = self._label_ids(class_labels)
         config = self.transformer.config
+        vae = getattr(self, "vae", None)
         channels, size = config.in_channels, config.sample_size if image_size is None else image_size
+        if vae is not None:
+            vae_size = getattr(vae.config, "image_size", None)
+            if image_size is not None and image_size != vae_size:
+                raise ValueError(f"this pipeline decodes latents with its vae, which makes {vae_size} px images; "
+                                 f"image_size must be {vae_size} or None, got {image_size!r}")
+            size = config.sample_size
         if not isinstance(size, int) or size < config.patch_size or size % config.patch_size:
             raise ValueError(f"image_size must be a positive multiple of the patch size ({config.patch_size}), "
                              f"got {image_size!r}")
@@ -117,6 +130,9 @@ class ClassConditionalPipeline(DiffusionPipeline):
                 conditional, unconditional = output.chunk(2)
                 output = unconditional + guidance_scale * (conditional - unconditional)
             sample = self.scheduler.step(output, timestep, sample, **step_kwargs).prev_sample
+        if vae is not None:
+            vae_dtype = next(vae.parameters()).dtype
+            sample = vae.decode(sample.to(vae_dtype) / vae.config.scaling_factor).sample
         images = (sample.float() / 2 + 0.5).clamp(0, 1)
         self.maybe_free_model_hooks()
         if output_type == "np":

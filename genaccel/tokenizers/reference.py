@@ -66,6 +66,28 @@ def load_reference_tokenizer(kind: str = "multi-scale", *, device: str | torch.d
     return load_bundled_tokenizer(KINDS[kind], device=device, dtype=dtype)
 
 
+def load_tokenizer(source: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """A MultiScaleTokenizer from "reference:multi-scale" / "reference:single-scale" (the shipped ones), a
+    bundle (manifest.json, sha256 checked), a `train-tokenizer` checkpoint (EMA weights) or a saved folder."""
+    from genaccel.tokenizers.multiscale import MultiScaleTokenizer
+    from genaccel.train.tokenizer import tokenizer_from_checkpoint
+
+    if str(source).startswith("reference:"):
+        return load_reference_tokenizer(str(source).removeprefix("reference:"), device=device, dtype=dtype)
+    path = Path(source)
+    if (path / MANIFEST_NAME).exists():
+        return load_bundled_tokenizer(path, device=device, dtype=dtype)
+    if (path / "state.json").exists():
+        model = tokenizer_from_checkpoint(path)
+    elif (path / "config.json").exists():
+        model = MultiScaleTokenizer.from_pretrained(path)
+    else:
+        raise FileNotFoundError(f"{path} is neither a tokenizer bundle ({MANIFEST_NAME}), a saved tokenizer "
+                                f"(config.json) nor a checkpoint (state.json); or give reference:multi-scale / "
+                                "reference:single-scale")
+    return model.to(device=device, dtype=dtype).eval()
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m genaccel.tokenizers.reference CHECKPOINT OUT_DIR [--fp32]`: bundle a checkpoint's EMA tokenizer."""
     import argparse

@@ -1,5 +1,11 @@
-"""Class-conditional diffusion training in pixel space on accelerate: images (DiT, PT-DiT, LaMamba-DiT)
-or videos (`arch="wan"`: diffusers' WanTransformer3DModel, the class as a one-hot "text" token).
+"""Class-conditional diffusion training on accelerate: images (DiT, PT-DiT, LaMamba-DiT) in pixel space
+or in a tokenizer's latent space (`vae`), or videos (`arch="wan"`: diffusers' WanTransformer3DModel,
+the class as a one-hot "text" token).
+
+Latent training encodes the whole training set once (the posterior mode, and of each image's mirror
+image when `hflip` is on: a ViT tokenizer's latent of a flipped image is not the flipped latent) and
+scales latents by 1 / their std over the training set, the scale the exported pipeline's vae keeps
+as `config.scaling_factor`.
 
 The loop is deterministic given the seed: batch order is a seeded permutation per epoch, and the
 noise, timesteps and label dropout of step s on process r come from a generator seeded with
@@ -62,6 +68,8 @@ class TrainConfig:
     log_every: int = 10
     max_minutes: float = 0.0  # stop (and save) after this much wall time; 0: no limit
     init_from: str = ""  # a checkpoint whose model weights start a new run (fresh optimizer, EMA, step 0)
+    # train in a tokenizer's latent space: reference:multi-scale, reference:single-scale or a tokenizer folder
+    vae: str = ""
     seed: int = 0
 
     def validate(self) -> None:
@@ -80,8 +88,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
-        if self.image_size % self.patch_size:
+        if self.image_size % self.patch_size and not self.vae:
             raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
+        if self.vae and self.video:
+            raise ValueError("vae (latent training) is for image archs; arch 'wan' trains on pixels")
         if self.video and self.data == "shapes":
             raise ValueError("arch 'wan' trains on clips: give --data a folder written by `genaccel make-data "
                              "emoji-videos` (or `videos`)")
@@ -140,8 +150,33 @@ def load_training_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor,
     return torch.stack(images), labels_tensor, classes
 
 
-def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """A freshly initialised transformer for `config.arch` (DiT's call signature, or Wan's for video)."""
+def load_vae(config: TrainConfig):
+    """The tokenizer `config.vae` names, frozen; it must take config.image_size px images."""
+    from genaccel.tokenizers.reference import load_tokenizer
+
+    vae = load_tokenizer(config.vae).requires_grad_(False)
+    if vae.config.image_size != config.image_size:
+        raise ValueError(f"the vae {config.vae} takes {vae.config.image_size} px images but image_size is "
+                         f"{config.image_size}")
+    side = vae.config.image_size // vae.config.patch_size
+    if side % config.patch_size:
+        raise ValueError(f"the vae's {side}x{side} latents are not divisible by patch_size {config.patch_size}")
+    return vae
+
+
+@torch.no_grad()
+def encode_latents(vae, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) -> the vae's posterior modes (N, C, m, m), float32."""
+    from tqdm.auto import tqdm
+
+    out = [vae.encode(images[start:start + batch_size].float() / 127.5 - 1.0).latent_dist.mode()
+           for start in tqdm(range(0, len(images), batch_size), desc="encoding latents", leave=False)]
+    return torch.cat(out).float()
+
+
+def build_model(config: TrainConfig, num_classes: int, vae=None) -> nn.Module:
+    """A freshly initialised transformer for `config.arch` (DiT's call signature, or Wan's for video);
+    with a `vae`, sized for its latents."""
     if config.video:
         from diffusers import WanTransformer3DModel
 
@@ -151,8 +186,11 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
             attention_head_dim=head_dim, in_channels=3, out_channels=3, text_dim=num_classes + 1, freq_dim=64,
             ffn_dim=4 * config.width, num_layers=config.depth, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
             rope_max_seq_len=max(64, config.num_frames, config.image_size))
+    channels, size = 3, config.image_size
+    if vae is not None:
+        channels, size = vae.config.latent_channels, vae.config.image_size // vae.config.patch_size
     common = dict(num_attention_heads=config.heads, attention_head_dim=config.width // config.heads,
-                  in_channels=3, out_channels=3, num_layers=config.depth, sample_size=config.image_size,
+                  in_channels=channels, out_channels=channels, num_layers=config.depth, sample_size=size,
                   patch_size=config.patch_size, num_embeds_ada_norm=num_classes)
     if config.arch == "dit":
         from diffusers import DiTTransformer2DModel
@@ -239,7 +277,7 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
-                    config: TrainConfig, step: int, classes: list[str]) -> None:
+                    config: TrainConfig, step: int, classes: list[str], latent_scale: float | None = None) -> None:
     """Weights (safetensors), EMA (safetensors), optimizer (torch.save) and state.json into `folder`."""
     from safetensors.torch import save_file
 
@@ -248,6 +286,8 @@ def save_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.o
     save_file(ema.state_dict(), folder / "ema.safetensors")
     torch.save(optimizer.state_dict(), folder / "optimizer.pt")
     state = {"step": step, "config": asdict(config), "classes": classes}
+    if latent_scale is not None:
+        state["latent_scaling_factor"] = latent_scale
     (folder / "state.json").write_text(json.dumps(state, indent=2))
 
 
@@ -275,9 +315,11 @@ def load_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.o
     return json.loads(state_path.read_text())
 
 
-def export_pipeline(model: nn.Module, ema: EMA, config: TrainConfig, classes: list[str], folder: Path):
+def export_pipeline(model: nn.Module, ema: EMA, config: TrainConfig, classes: list[str], folder: Path,
+                    vae=None, latent_scale: float | None = None):
     """A ClassConditionalPipeline (or ClassConditionalVideoPipeline) with the EMA weights and a DDIM
-    scheduler, saved to `folder` unless it is None."""
+    scheduler (and, for latent training, a copy of the vae whose scaling_factor is `latent_scale`),
+    saved to `folder` unless it is None."""
     from diffusers import DDIMScheduler
 
     from genaccel.pipelines.class_conditional import ClassConditionalPipeline
@@ -290,7 +332,10 @@ def export_pipeline(model: nn.Module, ema: EMA, config: TrainConfig, classes: li
         pipe = ClassConditionalVideoPipeline(transformer=ema_model, scheduler=scheduler, class_names=classes,
                                              num_frames=config.num_frames, image_size=config.image_size)
     else:
-        pipe = ClassConditionalPipeline(transformer=ema_model, scheduler=scheduler, class_names=classes)
+        if vae is not None:
+            vae = copy.deepcopy(vae)
+            vae.register_to_config(scaling_factor=latent_scale)
+        pipe = ClassConditionalPipeline(transformer=ema_model, scheduler=scheduler, class_names=classes, vae=vae)
     pipe.set_progress_bar_config(disable=True)
     if folder is not None:
         pipe.save_pretrained(folder)
@@ -308,10 +353,11 @@ def pipeline_from_checkpoint(folder: str | Path):
         raise FileNotFoundError(f"{folder} is not a checkpoint: it has no state.json")
     state = json.loads(state_path.read_text())
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(config, len(state["classes"]))
+    vae = load_vae(config) if config.vae else None
+    model = build_model(config, len(state["classes"]), vae)
     ema = EMA(model, config.ema_decay)
     ema.load_state_dict(load_file(folder / "ema.safetensors"))
-    return export_pipeline(model, ema, config, state["classes"], None)
+    return export_pipeline(model, ema, config, state["classes"], None, vae, state.get("latent_scaling_factor"))
 
 
 def save_sample_grid(pipe, config: TrainConfig, path: Path, per_class: int = 4) -> None:
@@ -349,8 +395,15 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     images, labels, classes = load_training_data(config)
     num_classes = len(classes)
+    vae = latent_scale = mirrored = None
+    if config.vae:
+        vae = load_vae(config)
+        latents = encode_latents(vae, images)
+        latent_scale = float(1.0 / latents.std())
+        mirrored = encode_latents(vae, images.flip(-1)) * latent_scale if config.hflip else None
+        images = latents * latent_scale
     torch.manual_seed(config.seed)  # the initial weights are a function of the seed
-    model = build_model(config, num_classes)
+    model = build_model(config, num_classes, vae)
     _disable_internal_label_dropout(model)
     if config.gradient_checkpointing:
         if not getattr(model, "_supports_gradient_checkpointing", False):
@@ -369,6 +422,7 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
     scheduler = make_scheduler(config)
     model, optimizer = accelerator.prepare(model, optimizer)
     images = images.to(accelerator.device)
+    mirrored = mirrored.to(accelerator.device) if mirrored is not None else None
     labels = labels.to(accelerator.device)
     rank, world = accelerator.process_index, accelerator.num_processes
     log_path = output_dir / "log.jsonl"
@@ -385,10 +439,11 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
                 break
         generator = _step_generator(config.seed, step, rank)
         index = batch_indices(len(images), step, config.batch_size, rank, world, config.seed).to(images.device)
-        batch = images[index].float() / 127.5 - 1.0
+        batch = images[index] if vae is not None else images[index].float() / 127.5 - 1.0
         if config.hflip:
             flip = (torch.rand(batch.shape[0], generator=generator) < 0.5).to(batch.device)
-            batch = torch.where(flip.view(-1, *[1] * (batch.dim() - 1)), batch.flip(-1), batch)
+            flipped = mirrored[index] if vae is not None else batch.flip(-1)
+            batch = torch.where(flip.view(-1, *[1] * (batch.dim() - 1)), flipped, batch)
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step)
         with accelerator.autocast():
@@ -411,9 +466,9 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
             unwrapped = accelerator.unwrap_model(model)
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 save_checkpoint(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer,
-                                config, step, classes)
+                                config, step, classes, latent_scale)
             if config.sample_every and step % config.sample_every == 0:
-                pipe = export_pipeline(unwrapped, ema, config, classes, None)
+                pipe = export_pipeline(unwrapped, ema, config, classes, None, vae, latent_scale)
                 save_sample_grid(pipe, config, output_dir / "samples" / f"step-{step:07d}.png")
                 model.train()
     progress.close()
@@ -421,8 +476,9 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
     final = output_dir / "final"
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        save_checkpoint(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step, classes)
-        pipe = export_pipeline(unwrapped, ema, config, classes, final)
+        save_checkpoint(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step, classes,
+                        latent_scale)
+        pipe = export_pipeline(unwrapped, ema, config, classes, final, vae, latent_scale)
         save_sample_grid(pipe, config, output_dir / "samples" / f"step-{step:07d}.png")
     accelerator.wait_for_everyone()
     return final
