@@ -45,6 +45,20 @@ def test_latent_run_trains_on_scaled_latents_and_its_pipeline_decodes_them(tmp_p
     again = pipe([0, 1], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt").images
     assert torch.equal(again, out) and len(seen) == 1
     torch.testing.assert_close(again, (decode(seen[0]).sample / 2 + 0.5).clamp(0, 1))
+    # what reaches decode is the denoised latent divided by scaling_factor: doubling the factor halves it
+    scale = pipe.vae.config.scaling_factor
+    pipe.vae.register_to_config(scaling_factor=2 * scale)
+    pipe([0, 1], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt")
+    torch.testing.assert_close(seen[1] * 2, seen[0])
+
+
+def test_mirrored_training_latents_are_the_mirrored_images_encoded(tokenizer_folder):
+    config = TrainConfig(output_dir="unused", vae=str(tokenizer_folder), **TINY)
+    vae = load_vae(config)
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mirrored = encode_latents(vae, images.flip(-1))
+    assert not torch.allclose(mirrored, encode_latents(vae, images).flip(-1))  # why hflip encodes twice
+    torch.testing.assert_close(mirrored[1:2], encode_latents(vae, images[1:2].flip(-1)))
 
 
 def test_the_pipeline_refuses_a_pixel_size_its_vae_does_not_make(tokenizer_folder):
