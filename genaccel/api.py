@@ -7,7 +7,7 @@ diffusers sparse attention (below) and visual-token pruning of transformers LMMs
 
 Sparse attention: only instances are patched: each supported attention module gets a sparse processor (the original is
 kept and restored by `remove`), each transformer one forward pre-hook that records the token grid,
-and, where the config needs it, the pipeline's scheduler (step counting for `dense_steps`) and a
+and, where the config needs it, the pipeline's scheduler (step counting for `dense_steps` and plan phases) and a
 Flux pipeline's `prepare_latents` (the token grid, so compiled Flux needs no host sync).
 """
 
@@ -26,6 +26,7 @@ from genaccel.attention.ulysses import RING_REFUSED
 from genaccel.attention.layout import LayoutHook, LayoutState
 from genaccel.attention.steps import SchedulerStepCounter, TimestepStepCounter
 from genaccel.config import SparseAttentionConfig
+from genaccel.plans.plan import SparsityPlan
 
 _PATCH_ATTRIBUTE = "_genaccel_patch"
 
@@ -34,7 +35,7 @@ _PATCH_ATTRIBUTE = "_genaccel_patch"
 class Patch:
     """What `apply` changed on one transformer instance, so that `remove` can undo exactly that."""
 
-    config: SparseAttentionConfig
+    config: SparseAttentionConfig | SparsityPlan
     state: LayoutState
     hook_handle: torch.utils.hooks.RemovableHandle
     originals: list[tuple[torch.nn.Module, object, SparseProcessor]] = field(default_factory=list)
@@ -111,18 +112,45 @@ def _parallel_config(model: torch.nn.Module):
     return config
 
 
-def _apply_sparse_attention(target, config: SparseAttentionConfig):
+def _block_choices(config: SparseAttentionConfig | SparsityPlan, modules: list, model: torch.nn.Module):
+    """block index -> what its processor gets (a config, or a plan's per-phase choices; None: keep dense)."""
+    if isinstance(config, SparsityPlan):
+        if config.num_blocks != len(modules):
+            raise ValueError(f"this plan has {config.num_blocks} attention blocks but this {type(model).__name__} "
+                             f"has {len(modules)}; calibrate a plan for this model (genaccel.calibrate)")
+        if config.model and config.model != type(model).__name__:
+            warnings.warn(f"this plan was calibrated on a {config.model}, applied to a {type(model).__name__}",
+                          stacklevel=3)
+        return lambda block: None if all(c is None for c in config.block_choices(block)) \
+            else config.block_choices(block)
+    out_of_range = sorted(set(config.dense_blocks) - {index for index, _, _ in modules})
+    if out_of_range:
+        raise ValueError(f"dense_blocks {out_of_range} do not exist in this {type(model).__name__}: its attention "
+                         f"blocks are 0..{len(modules) - 1}")
+    return lambda block: None if block in config.dense_blocks else config
+
+
+def _apply_sparse_attention(target, config: SparseAttentionConfig | SparsityPlan):
     """Replace the self-attention of `target` (a diffusers pipeline or its transformer) by the sparse
-    attention `config` describes. Returns `target`. Undo with `genaccel.remove(target)`.
+    attention `config` (or `SparsityPlan`) describes. Returns `target`. Undo with `genaccel.remove(target)`.
 
     Attention modules whose processor genaccel does not reimplement (IP-Adapter, PAG, your own) keep
     it and stay dense; a warning names them.
     """
-    if not isinstance(config, SparseAttentionConfig):
-        raise TypeError(f"config must be genaccel.ProxyAttentionConfig or genaccel.WindowAttentionConfig, "
-                        f"got {type(config).__name__}")
+    if not isinstance(config, (SparseAttentionConfig, SparsityPlan)):
+        raise TypeError(f"config must be genaccel.ProxyAttentionConfig, genaccel.WindowAttentionConfig or a "
+                        f"genaccel.SparsityPlan, got {type(config).__name__}")
     models = _transformers_of(target)
     pipeline = None if isinstance(target, torch.nn.Module) else target
+    is_plan = isinstance(config, SparsityPlan)
+    if is_plan and len(models) > 1:
+        raise NotImplementedError("a SparsityPlan covers one transformer; this pipeline has two (transformer_2): "
+                                  "apply a ProxyAttentionConfig / WindowAttentionConfig instead")
+    phased = is_plan and len(config.phase_starts) > 1
+    if phased and pipeline is None:
+        raise ValueError("this plan changes choices between step ranges, which genaccel counts on the pipeline's "
+                         "scheduler: apply it to the pipeline (genaccel.apply(pipe, plan)), not to its transformer")
+    dense_steps = 0 if is_plan else config.dense_steps
     plans = []
     for model in models:
         if getattr(model, _PATCH_ATTRIBUTE, None) is not None:
@@ -130,42 +158,40 @@ def _apply_sparse_attention(target, config: SparseAttentionConfig):
         _parallel_config(model)  # raises for ring attention
         family = family_of(model)
         modules = _attention_modules(model, family)
-        out_of_range = sorted(set(config.dense_blocks) - {index for index, _, _ in modules})
-        if out_of_range:
-            raise ValueError(f"dense_blocks {out_of_range} do not exist in this {type(model).__name__}: its attention "
-                             f"blocks are 0..{len(modules) - 1}")
-        plans.append((model, family, modules))
+        plans.append((model, family, modules, _block_choices(config, modules, model)))
 
     states = [LayoutState() for _ in models]
     pipeline_patches: list[Any] = []
     counter = None
-    if config.dense_steps > 0 and pipeline is not None:
-        counter = SchedulerStepCounter(pipeline, states, config.dense_steps)
+    if (dense_steps > 0 or phased) and pipeline is not None:
+        counter = SchedulerStepCounter(pipeline, states, dense_steps,
+                                       *((config.phase_starts, config.num_inference_steps) if phased else ()))
         pipeline_patches.append(counter)
     if pipeline is not None:
-        for family in {family.name: family for _, family, _ in plans}.values():
+        for family in {family.name: family for _, family, _, _ in plans}.values():
             if family.record_grid is not None and (recorder := family.record_grid(pipeline, states)) is not None:
                 pipeline_patches.append(recorder)
 
     skipped: list[str] = []
-    for (model, family, modules), state in zip(plans, states):
+    for (model, family, modules, choices_of), state in zip(plans, states):
         observers = []
         if counter is not None:
             observers.append(counter.check_scheduler)
-        elif config.dense_steps > 0:
-            observers.append(TimestepStepCounter(state, config.dense_steps).observe)
+        elif dense_steps > 0:
+            observers.append(TimestepStepCounter(state, dense_steps).observe)
         hook = LayoutHook(model, family, state)
         patch = Patch(config, state, model.register_forward_pre_hook(hook, with_kwargs=True),
                       pipeline_patches=pipeline_patches, via_pipeline=pipeline is not None)
         hook.observers = (ProcessorGuard(patch), *observers)
         for block_index, name, module in modules:
-            if block_index in config.dense_blocks:
+            choices = choices_of(block_index)
+            if choices is None:
                 continue
             original = module.processor
             if type(original).__name__ not in family.replaces:
                 skipped.append(f"{name} ({type(original).__name__})")
                 continue
-            processor = family.processor(original, config, state, block_index)
+            processor = family.processor(original, choices, state, block_index)
             processor._parallel_config = _parallel_config(model)  # enable_parallelism called before apply
             patch.originals.append((module, original, processor))
             module.set_processor(processor)
@@ -247,8 +273,8 @@ def _handler_for_target(target) -> Handler:
 
 
 def apply(target, config):
-    """Apply `config` to `target`: sparse attention (ProxyAttentionConfig / WindowAttentionConfig) to a
-    diffusers pipeline or its transformer, visual-token pruning (VisualTokenPruningConfig) to a
+    """Apply `config` to `target`: sparse attention (ProxyAttentionConfig / WindowAttentionConfig, or a
+    calibrated SparsityPlan) to a diffusers pipeline or its transformer, visual-token pruning (VisualTokenPruningConfig) to a
     transformers LMM. Returns `target`; undo with `genaccel.remove(target)`."""
     return _handler_for_config(config).apply(target, config)
 
@@ -279,7 +305,7 @@ def _register_builtin_handlers() -> None:
 
     register_handler(Handler((token_pruning.VisualTokenPruningConfig,), pruning.apply_token_pruning,
                              pruning.remove_token_pruning, pruning.is_pruned, pruning.accepts))
-    register_handler(Handler((SparseAttentionConfig,), _apply_sparse_attention, _remove_sparse_attention,
+    register_handler(Handler((SparseAttentionConfig, SparsityPlan), _apply_sparse_attention, _remove_sparse_attention,
                              _sparse_attention_applied, lambda target: True))
 
 

@@ -4,7 +4,7 @@ Attention processors do not see the latent's shape, so a pre-hook on the transfo
 token grid (frames, height, width after patchify) before every forward, read from input shapes
 (static under torch.compile). Whether the current step is dense is set by the step counters in
 `steps.py` and read by the processors as a plain bool, so a compiled model has at most one graph
-per (dense, sparse) state.
+per (dense, sparse) state, or per step range (phase) of a `SparsityPlan`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class LayoutState:
 
     grid: tuple[int, ...] | None = None
     dense: bool = False  # the current step keeps dense attention (dense_steps)
+    phase: int = 0  # the current step range of a SparsityPlan (its processors' choice index)
     recorded_grid: tuple[int, ...] | None = None  # set from the pipeline when the grid needs tensor values (Flux)
 
 

@@ -124,3 +124,13 @@ def window_partition(grid: tuple[int, ...], window: tuple[int, ...], shift: bool
     grid, window, shift = tuple(int(g) for g in grid), tuple(int(w) for w in window), bool(shift)
     return cached(_PARTITIONS, (grid, window, shift, str(device)),
                   lambda: build_partition(grid, window, shift, torch.device(device)))
+
+
+def keys_per_query(method: str, grid: tuple[int, ...], window: tuple[int, ...], shift: bool = False) -> int:
+    """Keys each image query attends (padding included): its window, plus one proxy per window for
+    "proxy"; the whole grid for "dense". A 2-D window on a 3-D grid covers one frame."""
+    if method == "dense":
+        return math.prod(grid)
+    window = normalize_window(grid, (1, *window) if len(window) < len(grid) else window)
+    partition = window_partition(grid, window, shift, torch.device("cpu"))
+    return partition.window_size + (partition.num_windows if method == "proxy" else 0)

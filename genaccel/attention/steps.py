@@ -1,4 +1,5 @@
-"""Which denoising steps keep dense attention (`dense_steps=k`): counting steps per pipeline call.
+"""Which denoising steps keep dense attention (`dense_steps=k`), and which step range (phase) of a
+`SparsityPlan` a step is in: counting steps per pipeline call.
 
 With a pipeline, steps are counted by its scheduler, patched on the instance: `set_timesteps`
 starts a pipeline call (step 0) and every `step` ends one denoising step. So a call's first k steps
@@ -9,10 +10,14 @@ outside the transformer, so a compiled transformer only sees a bool that flips o
 A transformer given without its pipeline counts from its `timestep` argument: a lower timestep is
 the next step, a higher one starts a new call. That reads a tensor value (a host sync), so it does
 not run under torch.compile: apply to the pipeline there.
+
+A plan's step ranges are in steps of its calibration (`calibrated_steps`); a call with another
+number of steps maps its step i to calibrated step i * calibrated_steps // steps of the call.
 """
 
 from __future__ import annotations
 
+import bisect
 import weakref
 from typing import Any
 
@@ -22,9 +27,11 @@ from genaccel.attention.layout import LayoutState
 
 
 class SchedulerStepCounter:
-    """Counts the steps of a pipeline's scheduler and sets `dense` on every patched transformer's state."""
+    """Counts the steps of a pipeline's scheduler and sets `dense` and `phase` on every patched
+    transformer's state (`phase_starts`: the first calibrated step of each plan phase)."""
 
-    def __init__(self, pipeline: Any, states: list[LayoutState], dense_steps: int):
+    def __init__(self, pipeline: Any, states: list[LayoutState], dense_steps: int,
+                 phase_starts: tuple[int, ...] = (0,), calibrated_steps: int | None = None):
         scheduler = getattr(pipeline, "scheduler", None)
         if scheduler is None or not callable(getattr(scheduler, "set_timesteps", None)) \
                 or not callable(getattr(scheduler, "step", None)):
@@ -34,13 +41,20 @@ class SchedulerStepCounter:
         self.scheduler = scheduler
         self.states = states
         self.dense_steps = dense_steps
+        self.phase_starts = phase_starts
+        self.calibrated_steps = calibrated_steps
+        self.call_steps: int | None = None  # steps of the current call (len(scheduler.timesteps))
         self.step = 0
         self._own = {name: scheduler.__dict__[name] for name in ("set_timesteps", "step") if name in scheduler.__dict__}
         original_set_timesteps, original_step = scheduler.set_timesteps, scheduler.step
 
         def set_timesteps(*args, **kwargs):
             self._moved_to(0)
-            return original_set_timesteps(*args, **kwargs)
+            result = original_set_timesteps(*args, **kwargs)
+            timesteps = getattr(scheduler, "timesteps", None)
+            self.call_steps = len(timesteps) if timesteps is not None else None
+            self._moved_to(0)
+            return result
 
         def step(*args, **kwargs):
             result = original_step(*args, **kwargs)
@@ -50,10 +64,20 @@ class SchedulerStepCounter:
         scheduler.set_timesteps, scheduler.step = set_timesteps, step
         self._moved_to(0)
 
+    def phase_of(self, step: int) -> int:
+        """The plan phase of this call's `step` (0 without a plan)."""
+        if len(self.phase_starts) == 1:
+            return 0
+        if self.calibrated_steps and self.call_steps:
+            step = step * self.calibrated_steps // self.call_steps
+        return bisect.bisect_right(self.phase_starts, step) - 1
+
     def _moved_to(self, step: int) -> None:
         self.step = step
+        phase = self.phase_of(step)
         for state in self.states:
             state.dense = step < self.dense_steps
+            state.phase = phase
 
     def check_scheduler(self, inputs: dict) -> None:
         """Observer on each transformer call: the steps are only counted on the scheduler that was patched."""

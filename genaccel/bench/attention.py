@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from genaccel.attention.ops import proxy_attention, window_attention
-from genaccel.attention.partition import normalize_window, window_partition
+from genaccel.attention.partition import keys_per_query
 from genaccel.eval.timing import time_interleaved
 
 
@@ -37,12 +37,6 @@ def image_geometries(device: torch.device) -> list[Geometry]:
 
 VIDEO_GEOMETRY = Geometry("CogVideoX-5B video (13x30x45)", (13, 30, 45), 48, 64)
 METHODS = [("window", (8, 8)), ("proxy", (8, 8)), ("proxy", (4, 4))]
-
-
-def keys_per_query(method: str, grid: tuple[int, ...], window: tuple[int, ...]) -> int:
-    window = normalize_window(grid, (1, *window) if len(window) < len(grid) else window)
-    partition = window_partition(grid, window, False, torch.device("cpu"))
-    return partition.window_size + (partition.num_windows if method == "proxy" else 0)
 
 
 def run_geometry(geometry: Geometry, *, device: torch.device, dtype: torch.dtype, runs: int, warmup: int,

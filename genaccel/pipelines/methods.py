@@ -1,5 +1,6 @@
 """Parse benchmark method strings: `dense`, `proxy:HxW`, `window:HxW` or `window:TxHxW`, with
-options after `+`: `shift`, `alternate`, `dense-steps=N`, `dense-blocks=0,3`, `backend=NAME`.
+options after `+`: `shift`, `alternate`, `dense-steps=N`, `dense-blocks=0,3`, `backend=NAME`;
+or `plan:PATH`, a `SparsityPlan` JSON file (`genaccel calibrate`).
 
 Example: `proxy:4x4+shift+dense-steps=2`.
 """
@@ -10,18 +11,19 @@ import re
 from dataclasses import dataclass
 
 from genaccel.config import ProxyAttentionConfig, SparseAttentionConfig, WindowAttentionConfig
+from genaccel.plans.plan import SparsityPlan
 
 KINDS = {"proxy": ProxyAttentionConfig, "window": WindowAttentionConfig}
 SYNTAX = ("dense | proxy:HxW | window:HxW | window:TxHxW, optionally followed by +shift, +alternate, "
-          "+dense-steps=N, +dense-blocks=I,J, +backend=NAME")
+          "+dense-steps=N, +dense-blocks=I,J, +backend=NAME | plan:PATH (a SparsityPlan JSON file)")
 
 
 @dataclass(frozen=True)
 class Method:
-    """One benchmark arm: its spelling and the sparse-attention config (None = dense)."""
+    """One benchmark arm: its spelling and the sparse-attention config or plan (None = dense)."""
 
     spec: str
-    config: SparseAttentionConfig | None
+    config: SparseAttentionConfig | SparsityPlan | None
 
     @property
     def slug(self) -> str:
@@ -38,6 +40,10 @@ def parse_method(spec: str) -> Method:
     text = spec.strip()
     if text == "dense":
         return Method(text, None)
+    if text.startswith("plan:"):
+        if not text[5:]:
+            raise ValueError(f"bad method {spec!r}; plan:PATH names a plan JSON file (genaccel calibrate --out)")
+        return Method(text, SparsityPlan.load(text[5:]))
     head, *options = text.split("+")
     kind, _, window_text = head.partition(":")
     if kind not in KINDS or not re.fullmatch(r"\d+(x\d+){1,2}", window_text):

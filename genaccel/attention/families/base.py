@@ -48,23 +48,30 @@ _REINSTANTIATED = ("genaccel sparse attention is applied to this model, and some
 class SparseProcessor:
     """Common part of the family processors: when to stay dense, and the sparse call on (B, heads, S, D).
 
-    It keeps the processor it replaced (`original`) and calls it unchanged on dense steps.
+    It keeps the processor it replaced (`original`) and calls it unchanged on dense steps. `config` is
+    one sparse config, or (for a `SparsityPlan`) one choice per step range, None meaning dense there;
+    the state's `phase` says which range the current step is in.
     """
 
     # diffusers' enable_parallelism sets this on processors that declare it (context parallelism)
     _parallel_config = None
 
-    def __init__(self, original=None, config: SparseAttentionConfig | None = None, state: LayoutState | None = None,
-                 block_index: int | None = None):
+    def __init__(self, original=None,
+                 config: SparseAttentionConfig | tuple[SparseAttentionConfig | None, ...] | None = None,
+                 state: LayoutState | None = None, block_index: int | None = None):
         if original is None or config is None or state is None or block_index is None:
             raise TypeError(_REINSTANTIATED.format(cls=type(self).__name__))
         self.original = original
-        self.config = config
+        self.choices = config if isinstance(config, tuple) else (config,)
         self.state = state
         self.block_index = block_index
 
+    def current(self) -> SparseAttentionConfig | None:
+        """This step's sparse config, or None where the plan keeps the block dense."""
+        return self.choices[self.state.phase] if len(self.choices) > 1 else self.choices[0]
+
     def dense_now(self) -> bool:
-        return self.state.dense
+        return self.state.dense or self.current() is None
 
     def context_parallel(self):
         """diffusers' ContextParallelConfig when the model runs under context parallelism, else None."""
@@ -81,10 +88,12 @@ class SparseProcessor:
             raise RuntimeError("genaccel: no token grid recorded; call the transformer itself (its forward "
                                "pre-hook records the grid), not the attention module alone")
 
+        config = self.current()
+
         def over_all_tokens(q, k, v, text_len):
-            return joint_attention(q, k, v, grid, self.config.window_for(grid), method=self.config.method,
+            return joint_attention(q, k, v, grid, config.window_for(grid), method=config.method,
                                    text_len=text_len, text_first=text_first,
-                                   shift=self.config.shifted(self.block_index), backend=self.config.backend)
+                                   shift=config.shifted(self.block_index), backend=config.backend)
 
         context_parallel = self.context_parallel()
         if context_parallel is None:

@@ -1,0 +1,91 @@
+"""The cost model behind `SparsityPlan.expected_speedup`: modelled FLOPs of one transformer call.
+
+Per image token, every weight of the transformer is used once (2 FLOPs per parameter: projections,
+MLPs, norms, embeddings; an upper bound for the few that act per call, not per token), and each
+attention block adds 4 * keys * width FLOPs (q.k and p.v over the keys the query attends: the
+whole grid dense, its window plus one proxy per window for proxy attention, padding included). Text
+tokens of joint-attention models are not counted. The model is a guide for the search; measured
+speed is what `genaccel bench` reports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from genaccel.attention.partition import keys_per_query
+from genaccel.config import SparseAttentionConfig
+
+
+def attention_width(module: torch.nn.Module) -> int:
+    """Width of the queries of a diffusers attention module (heads x head dim)."""
+    to_q = getattr(module, "to_q", None)
+    if isinstance(to_q, torch.nn.Linear):
+        return to_q.out_features
+    width = getattr(module, "inner_dim", None)
+    if not isinstance(width, int):
+        raise TypeError(f"cannot read the attention width of {type(module).__name__} (no to_q Linear, no inner_dim)")
+    return width
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """FLOPs of one call of a transformer at `grid`, given one attention choice per block."""
+
+    grid: tuple[int, ...]
+    linear_flops_per_token: float
+    attention_widths: tuple[int, ...]  # one per attention block, in block order
+
+    @classmethod
+    def of(cls, transformer: torch.nn.Module, attention_modules: Sequence[torch.nn.Module],
+           grid: tuple[int, ...]) -> "CostModel":
+        parameters = sum(p.numel() for p in transformer.parameters())
+        return cls(tuple(grid), 2.0 * parameters, tuple(attention_width(m) for m in attention_modules))
+
+    @classmethod
+    def of_transformer(cls, transformer: torch.nn.Module, grid: tuple[int, ...]) -> "CostModel":
+        """The cost model of a supported diffusers transformer (its attention blocks in genaccel's order)."""
+        from genaccel.api import _attention_modules, _unwrap
+        from genaccel.attention.families import family_of
+
+        transformer = _unwrap(transformer)
+        modules = _attention_modules(transformer, family_of(transformer))
+        return cls.of(transformer, [module for _, _, module in modules], grid)
+
+    @property
+    def tokens(self) -> int:
+        return math.prod(self.grid)
+
+    def attention_flops(self, block: int, choice: SparseAttentionConfig | None) -> float:
+        if choice is None:
+            keys = self.tokens
+        else:
+            keys = keys_per_query(choice.method, self.grid, choice.window_for(self.grid), choice.shifted(block))
+        return 4.0 * self.tokens * keys * self.attention_widths[block]
+
+    def call_flops(self, choices: Sequence[SparseAttentionConfig | None]) -> float:
+        """FLOPs of one call with `choices[b]` in block b (None: dense)."""
+        if len(choices) != len(self.attention_widths):
+            raise ValueError(f"{len(choices)} choices for {len(self.attention_widths)} attention blocks")
+        return self.tokens * self.linear_flops_per_token + sum(
+            self.attention_flops(block, choice) for block, choice in enumerate(choices))
+
+    def speedup(self, choices: Sequence[SparseAttentionConfig | None]) -> float:
+        """Modelled dense / sparse time of one call."""
+        return self.call_flops([None] * len(self.attention_widths)) / self.call_flops(choices)
+
+    def to_dict(self) -> dict:
+        return {"grid": list(self.grid), "linear_flops_per_token": self.linear_flops_per_token,
+                "attention_widths": list(self.attention_widths)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CostModel":
+        try:
+            return cls(tuple(int(g) for g in data["grid"]), float(data["linear_flops_per_token"]),
+                       tuple(int(w) for w in data["attention_widths"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"bad cost_model in plan (needs grid, linear_flops_per_token, attention_widths): "
+                             f"{error}") from None
