@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--phases", type=int, default=4, help="step ranges with their own choices (default 4)")
-    parser.add_argument("--max-trials", type=int, default=5, help="plans run on the calls during the search")
+    parser.add_argument("--max-trials", type=int, default=8,
+                        help="plans run on the calls during the search (default 8)")
     parser.add_argument("--candidates", nargs="+", default=None,
                         help="choices as bench methods (proxy:8x8, window:8x8+shift, ...); default: derived "
                              "from the token grid (genaccel.plans.default_candidates)")

@@ -7,7 +7,10 @@ How (DiTFastAttn-style, with the final output checked):
 2. Search: a threshold t makes a plan: in every (block, phase) the cheapest candidate (cost model,
    `genaccel.plans.cost`) whose error is <= t, dense where none is. Larger t, cheaper plans. A
    bisection over the distinct plans runs each tried plan on every call and keeps the fastest whose
-   worst output is within the budget plus `margin_db` of dense (the margin is for unseen calls).
+   worst output is within the budget plus `margin` of dense (the margin is for unseen calls). Errors
+   of early steps grow through the later ones, which per-module errors do not see, so the search is
+   repeated with the first one and two phases forced dense (half the trials go to the first search,
+   the rest are shared; each later search starts above the threshold found so far).
 Cost: one dense call per call, one rerun of the attention modules per candidate, `max_trials` sparse
 runs per call; `plan.calibration["dense_generations"]` reports what it took in dense calls per call.
 """
@@ -34,7 +37,8 @@ from genaccel.plans.plan import Choice, SparsityPlan, format_choice
 DEFAULT_PHASES = 4
 DEFAULT_MARGIN_DB = 1.0
 DEFAULT_MARGIN_SSIM = 0.01
-DEFAULT_MAX_TRIALS = 5
+DEFAULT_MAX_TRIALS = 8
+LEADING_DENSE_FAMILIES = 3  # plans searched with the first 0, 1 and 2 phases dense
 
 
 def default_candidates(grid: tuple[int, ...], backend: str = "auto") -> list[SparseAttentionConfig]:
@@ -184,6 +188,18 @@ def _measure(pipe, transformer, family, modules, calls, candidates, phases: int,
     return _Measurement(errors, chosen, grids.pop(), steps, phase_starts, references)
 
 
+def _threshold_plans(errors: np.ndarray, flops: np.ndarray, candidates: list) -> list[tuple[float, list]]:
+    """(threshold, choices) for every distinct plan a threshold makes, from the most faithful to the cheapest."""
+    plans, seen = [], set()
+    for threshold in np.unique(errors[np.isfinite(errors)]):
+        choices = _plan_choices(errors, flops, candidates, float(threshold))
+        key = tuple(format_choice(c) for row in choices for c in row)
+        if key not in seen:
+            seen.add(key)
+            plans.append((float(threshold), choices))
+    return plans
+
+
 def _plan_choices(errors: np.ndarray, flops: np.ndarray, candidates: list, threshold: float) -> list[list[Choice]]:
     """Per (block, phase): the cheapest candidate with error <= threshold that is cheaper than dense."""
     plan = []
@@ -249,7 +265,7 @@ def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, 
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
     try:
-        best, trials, threshold, scores, options, seconds, dense_seconds = _search(
+        best, trials, threshold, lead, scores, options, seconds, dense_seconds = _search(
             pipe, transformer, family, modules, calls, candidates, phases, metric, target, margin, max_trials,
             backend, progress)
     finally:
@@ -262,7 +278,8 @@ def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, 
     best.calibration = {
         "target": {metric: target}, "margin": margin, "calls": len(calls),
         "worst_on_calls": worst if math.isfinite(worst) else None,
-        "search": "threshold bisection over per-block relative errors", "threshold": threshold, "trials": trials,
+        "search": "threshold bisection over per-block relative errors, with the first 0, 1, 2 phases kept dense",
+        "threshold": threshold, "dense_leading_phases": lead, "trials": trials,
         "candidates": [format_choice(c) for c in options], "seconds": round(seconds, 2),
         "dense_generations": round(seconds / (dense_seconds * len(calls)), 2),
     }
@@ -286,15 +303,6 @@ def _search(pipe, transformer, family, modules, calls, candidates, phases, metri
         options = [c.__class__(window=c.window, shift=c.shift, backend=backend) for c in measured.candidates]
         flops = np.array([[cost_model.attention_flops(b, c) for c in options] + [cost_model.attention_flops(b, None)]
                           for b in range(len(modules))])
-        thresholds = np.unique(measured.errors)
-        plans, seen = [], set()
-        for threshold in thresholds:
-            choices = _plan_choices(measured.errors, flops, options, float(threshold))
-            key = tuple(format_choice(c) for row in choices for c in row)
-            if key not in seen:
-                seen.add(key)
-                plans.append((float(threshold), choices))
-
         def make(choices):
             return SparsityPlan(choices, measured.phase_starts, measured.steps, cost_model,
                                 type(transformer).__name__, backend)
@@ -316,22 +324,33 @@ def _search(pipe, transformer, family, modules, calls, candidates, phases, metri
 
         best = make([[None] * len(measured.phase_starts) for _ in modules])
         best_scores: list[float] = [math.inf]
-        best_threshold = 0.0
-        low, high, trials = 0, len(plans) - 1, 0
-        while low <= high and trials < max_trials:
-            middle = (low + high + 1) // 2
-            threshold, choices = plans[middle]
-            candidate = make(choices)
-            if candidate.is_dense():
-                low = middle + 1
-                continue
-            trials += 1
-            values = score(candidate)
-            if min(values) >= target + margin:
-                if candidate.expected_speedup > best.expected_speedup:
-                    best, best_scores, best_threshold = candidate, values, threshold
-                low = middle + 1
-            else:
-                high = middle - 1
+        best_threshold, best_lead, trials = 0.0, 0, 0
+        families = min(LEADING_DENSE_FAMILIES, len(measured.phase_starts))
+        budgets = [max_trials - (families - 1) * (max_trials // (2 * max(families - 1, 1)))] + \
+            [max_trials // (2 * max(families - 1, 1))] * (families - 1)
+        for lead, budget in enumerate(budgets):
+            errors = measured.errors.copy()
+            errors[:, :lead] = np.inf  # the first `lead` phases stay dense
+            plans = _threshold_plans(errors, flops, options)
+            # forcing phases dense only makes a plan more faithful: start above the best threshold so far
+            low = next((i for i, (t, _) in enumerate(plans) if t >= best_threshold), len(plans)) if lead else 0
+            high, used = len(plans) - 1, 0
+            while low <= high and used < budget:
+                middle = (low + high + 1) // 2
+                threshold, choices = plans[middle]
+                candidate = make(choices)
+                if candidate.is_dense():
+                    low = middle + 1
+                    continue
+                used += 1
+                values = score(candidate)
+                if min(values) >= target + margin:
+                    if candidate.expected_speedup > best.expected_speedup:
+                        best, best_scores, best_threshold, best_lead = candidate, values, threshold, lead
+                    low = middle + 1
+                else:
+                    high = middle - 1
+            trials += used
         bar.update(bar.total - bar.n)
-    return best, trials, best_threshold, best_scores, options, time.perf_counter() - started, dense_seconds
+    return (best, trials, best_threshold, best_lead, best_scores, options, time.perf_counter() - started,
+            dense_seconds)

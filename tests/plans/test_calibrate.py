@@ -35,7 +35,8 @@ def test_the_plan_keeps_its_promise_on_calls_it_did_not_see(pipe, plan):
     assert not plan.is_dense() and plan.expected_speedup > 1.0
     info = plan.calibration
     assert info["worst_on_calls"] >= TARGET + info["margin"]
-    assert 0 < info["trials"] <= 5 and info["dense_generations"] > 0
+    assert 0 < info["trials"] <= 8 and info["dense_generations"] > 0
+    assert info["dense_leading_phases"] in (0, 1, 2)
     unseen = [(seed, label) for seed, label in zip(range(10, 14), (1, 2, 3, 7))]
     dense = [generate(pipe, label, seed, steps=STEPS) for seed, label in unseen]
     with genaccel.applied(pipe, plan):
