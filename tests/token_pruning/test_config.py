@@ -89,4 +89,4 @@ def test_a_config_of_another_type_is_refused():
     with pytest.raises(TypeError) as info:
         genaccel.apply(tiny_llava(), {"keep": 4})
     assert one_line(info) == ("config must be one of genaccel.VisualTokenPruningConfig, genaccel.ProxyAttentionConfig, "
-                              "genaccel.WindowAttentionConfig, got dict")
+                              "genaccel.WindowAttentionConfig, genaccel.SparsityPlan, got dict")
