@@ -16,6 +16,12 @@ _HELP = {
     "quantizer": "none (continuous, an AutoencoderKL drop-in) or fsq (discrete codes per scale)",
     "fsq_levels": "FSQ levels, one per latent channel (codebook = their product)",
     "kl_weight": "weight of the posterior's KL term (continuous mode)",
+    "perceptual_weight": "weight of an LPIPS-style distance on the FID Inception's stem (0: off; needs the "
+                         "registry Inception weights, `genaccel weights fetch inception`)",
+    "perceptual_resize": "pixels per side images are resized to before the perceptual network",
+    "adversarial_weight": "weight of a PatchGAN hinge term (0: off); the discriminator trains alongside",
+    "adversarial_start": "steps of training before the adversarial term and the discriminator start",
+    "discriminator_channels": "width of the PatchGAN discriminator's first layer",
     "max_minutes": "stop and save after this many minutes (0: no limit)",
     "sample_every": "write a reconstruction grid every N steps (0: only at the end)",
 }

@@ -3,7 +3,12 @@
 step s on process r come from (seed, s, r)), EMA weights, mixed precision, checkpoints, sample grids.
 
 Loss: L1 + MSE between the image and its reconstruction, plus `kl_weight` x the posterior's KL to a
-standard normal in continuous mode (keeps the latent scale tame for a diffusion model; FSQ needs none).
+standard normal in continuous mode (keeps the latent scale tame for a diffusion model; FSQ needs none),
+plus, when their weights are > 0, `perceptual_weight` x an LPIPS-style distance on the Inception stem
+(`genaccel.train.perceptual`) and, from step `adversarial_start`, `adversarial_weight` x a PatchGAN
+hinge term (`genaccel.train.adversarial`; the discriminator trains in the same loop and is
+checkpointed with the tokenizer). BENCHMARKS.md's `tokenizers` table measures each against plain
+reconstruction.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ class TokenizerTrainConfig:
     quantizer: str = "none"
     fsq_levels: str = "8,5,5,5"
     kl_weight: float = 1e-6
+    perceptual_weight: float = 0.0
+    perceptual_resize: int = 96  # pixels per side the images are resized to before the Inception stem
+    adversarial_weight: float = 0.0
+    adversarial_start: int = 500  # steps of reconstruction-only training before the discriminator joins
+    discriminator_channels: int = 64
     batch_size: int = 32
     learning_rate: float = 3e-4
     warmup_steps: int = 200
@@ -62,8 +72,13 @@ class TokenizerTrainConfig:
         for name in ("batch_size", "max_steps", "width", "heads", "patch_size", "latent_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.kl_weight < 0:
-            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight!r}")
+        for name in ("kl_weight", "perceptual_weight", "adversarial_weight", "adversarial_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.perceptual_resize < 32:
+            raise ValueError(f"perceptual_resize must be >= 32 pixels, got {self.perceptual_resize!r}")
+        if self.discriminator_channels < 1:
+            raise ValueError(f"discriminator_channels must be >= 1, got {self.discriminator_channels!r}")
         _ints(self.scales, "scales")
         _ints(self.fsq_levels, "fsq_levels")
 
@@ -92,24 +107,51 @@ def build_tokenizer(config: TokenizerTrainConfig):
         fsq_levels=_ints(config.fsq_levels, "fsq_levels"))
 
 
-def tokenizer_loss(model, images: torch.Tensor, kl_weight: float, generator: torch.Generator) -> torch.Tensor:
-    """L1 + MSE of the reconstruction (from a posterior sample) plus kl_weight x KL (continuous mode)."""
+@dataclass
+class LossTerms:
+    """The tokenizer's loss this step, its parts (detached, for the log) and the reconstruction."""
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    reconstruction: torch.Tensor
+
+
+def tokenizer_loss(model, images: torch.Tensor, kl_weight: float, generator: torch.Generator, *,
+                   perceptual=None, perceptual_weight: float = 0.0,
+                   discriminator=None, adversarial_weight: float = 0.0) -> LossTerms:
+    """L1 + MSE of the reconstruction (from a posterior sample) plus kl_weight x KL (continuous mode),
+    plus perceptual_weight x `perceptual(rec, x)` and adversarial_weight x the generator hinge term
+    of `discriminator` where those are given."""
+    from genaccel.train.adversarial import generator_hinge_loss
+
     decoded, posterior = model(images, sample_posterior=True, generator=generator, return_posterior=True)
     reconstruction, target = decoded.sample.float(), images.float()
-    loss = (reconstruction - target).abs().mean() + (reconstruction - target).pow(2).mean()
+    pixel = (reconstruction - target).abs().mean() + (reconstruction - target).pow(2).mean()
+    loss, parts = pixel, {"reconstruction": pixel.detach()}
     continuous = getattr(model, "module", model).quantize is None  # (model may be wrapped for DDP)
     if kl_weight and continuous:  # FSQ's point-mass posterior has no KL term
         loss = loss + kl_weight * posterior.kl().mean()
-    return loss
+    if perceptual is not None and perceptual_weight:
+        term = perceptual(reconstruction, target)
+        loss, parts["perceptual"] = loss + perceptual_weight * term, term.detach()
+    if discriminator is not None and adversarial_weight:
+        term = generator_hinge_loss(discriminator(reconstruction))
+        loss, parts["adversarial"] = loss + adversarial_weight * term, term.detach()
+    return LossTerms(loss, parts, reconstruction)
 
 
-def _save(folder: Path, model, ema: EMA, optimizer, config: TokenizerTrainConfig, step: int) -> None:
+def _save(folder: Path, model, ema: EMA, optimizer, config: TokenizerTrainConfig, step: int,
+          critic: tuple | None = None) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder / "model")
     save_file(ema.state_dict(), folder / "ema.safetensors")
     torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    if critic is not None:
+        discriminator, discriminator_optimizer = critic
+        save_file(discriminator.state_dict(), folder / "discriminator.safetensors")
+        torch.save(discriminator_optimizer.state_dict(), folder / "discriminator_optimizer.pt")
     (folder / "state.json").write_text(json.dumps({"step": step, "config": asdict(config)}, indent=2))
 
 
@@ -165,6 +207,18 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
     model = build_tokenizer(config)
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95))
+    perceptual = None
+    if config.perceptual_weight:
+        from genaccel.train.perceptual import InceptionPerceptualLoss
+
+        perceptual = InceptionPerceptualLoss.from_registry(resize=config.perceptual_resize).to(accelerator.device)
+    discriminator = discriminator_optimizer = None
+    if config.adversarial_weight:
+        from genaccel.train.adversarial import PatchDiscriminator
+
+        discriminator = PatchDiscriminator(config.discriminator_channels)
+        discriminator_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate,
+                                                    betas=(0.5, 0.9))
     step = 0
     if resume is not None:
         checkpoint = latest_checkpoint(output_dir) if resume == "latest" else Path(resume)
@@ -173,8 +227,17 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
         model.load_state_dict(load_file(checkpoint / "model" / "diffusion_pytorch_model.safetensors"), strict=True)
         ema.load_state_dict(load_file(checkpoint / "ema.safetensors"))
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu"))
+        if discriminator is not None:
+            if not (checkpoint / "discriminator.safetensors").is_file():
+                raise FileNotFoundError(f"{checkpoint} has no discriminator.safetensors: it was trained without "
+                                        "--adversarial-weight; resume it with the settings it was trained with")
+            discriminator.load_state_dict(load_file(checkpoint / "discriminator.safetensors"), strict=True)
+            discriminator_optimizer.load_state_dict(torch.load(
+                checkpoint / "discriminator_optimizer.pt", weights_only=True, map_location="cpu"))
         step = json.loads((checkpoint / "state.json").read_text())["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
+    if discriminator is not None:
+        discriminator, discriminator_optimizer = accelerator.prepare(discriminator, discriminator_optimizer)
     images = images.to(accelerator.device)
     fixed = images[:8].float().cpu() / 127.5 - 1.0  # the same images in every sample grid
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -184,6 +247,12 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
                     disable=not accelerator.is_main_process)
     model.train()
     started = time.monotonic()
+
+    def critic() -> tuple | None:
+        if discriminator is None:
+            return None
+        return accelerator.unwrap_model(discriminator), discriminator_optimizer
+
     while step < config.max_steps:
         if config.max_minutes > 0:
             late = torch.tensor(float(time.monotonic() - started > 60 * config.max_minutes), device=accelerator.device)
@@ -194,13 +263,29 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
         batch = images[index].float() / 127.5 - 1.0
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        adversarial = discriminator is not None and step >= config.adversarial_start
         with accelerator.autocast():
-            loss = tokenizer_loss(model, batch, config.kl_weight, generator)
+            terms = tokenizer_loss(model, batch, config.kl_weight, generator, perceptual=perceptual,
+                                   perceptual_weight=config.perceptual_weight,
+                                   discriminator=discriminator if adversarial else None,
+                                   adversarial_weight=config.adversarial_weight)
+        loss = terms.total
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if adversarial:
+            from genaccel.train.adversarial import discriminator_hinge_loss
+
+            discriminator_optimizer.zero_grad(set_to_none=True)  # drop what the generator term left
+            with accelerator.autocast():
+                logits = discriminator(torch.cat([batch, terms.reconstruction.detach()]))
+                critic_loss = discriminator_hinge_loss(*logits.float().chunk(2))
+            accelerator.backward(critic_loss)
+            discriminator_optimizer.step()
+            discriminator_optimizer.zero_grad(set_to_none=True)
+            terms.parts["discriminator"] = critic_loss.detach()
         ema.update(accelerator.unwrap_model(model))
         step += 1
         progress.update(1)
@@ -209,11 +294,12 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             if accelerator.is_main_process:
                 with (output_dir / "log.jsonl").open("a") as handle:
-                    handle.write(json.dumps({"step": step, "loss": mean_loss}) + "\n")
+                    parts = {name: value.item() for name, value in terms.parts.items()}
+                    handle.write(json.dumps({"step": step, "loss": mean_loss, **parts}) + "\n")
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
             if config.checkpoint_every and step % config.checkpoint_every == 0:
-                _save(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step)
+                _save(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step, critic())
             if config.sample_every and step % config.sample_every == 0:
                 save_reconstruction_grid(ema_tokenizer(unwrapped, ema), fixed,
                                          output_dir / "samples" / f"step-{step:07d}.png")
@@ -222,7 +308,7 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
     final = output_dir / "final"
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        _save(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step)
+        _save(output_dir / "checkpoints" / f"step-{step}", unwrapped, ema, optimizer, config, step, critic())
         tokenizer = ema_tokenizer(unwrapped, ema)
         tokenizer.save_pretrained(final)
         save_reconstruction_grid(tokenizer, fixed, output_dir / "samples" / f"step-{step:07d}.png")

@@ -24,7 +24,7 @@ def test_loss_falls_on_a_fixed_batch():
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(40):
-        loss = tokenizer_loss(model, images, 1e-6, torch.Generator().manual_seed(0))
+        loss = tokenizer_loss(model, images, 1e-6, torch.Generator().manual_seed(0)).total
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
