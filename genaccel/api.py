@@ -146,10 +146,11 @@ def _apply_sparse_attention(target, config: SparseAttentionConfig | SparsityPlan
     if is_plan and len(models) > 1:
         raise NotImplementedError("a SparsityPlan covers one transformer; this pipeline has two (transformer_2): "
                                   "apply a ProxyAttentionConfig / WindowAttentionConfig instead")
-    phased = is_plan and len(config.phase_starts) > 1
+    phased = is_plan and (len(config.phase_starts) > 1 or config.reuses_steps())
     if phased and pipeline is None:
-        raise ValueError("this plan changes choices between step ranges, which genaccel counts on the pipeline's "
-                         "scheduler: apply it to the pipeline (genaccel.apply(pipe, plan)), not to its transformer")
+        raise ValueError("this plan changes choices between step ranges or reuses outputs on odd steps, which "
+                         "genaccel counts on the pipeline's scheduler: apply it to the pipeline "
+                         "(genaccel.apply(pipe, plan)), not to its transformer")
     dense_steps = 0 if is_plan else config.dense_steps
     plans = []
     for model in models:

@@ -27,6 +27,8 @@ class LayoutState:
     grid: tuple[int, ...] | None = None
     dense: bool = False  # the current step keeps dense attention (dense_steps)
     phase: int = 0  # the current step range of a SparsityPlan (its processors' choice index)
+    step: int = 0  # the current denoising step of this call (plans that reuse outputs on odd steps)
+    call: int = 0  # pipeline calls so far (a new call never reuses the last one's outputs)
     recorded_grid: tuple[int, ...] | None = None  # set from the pipeline when the grid needs tensor values (Flux)
 
 

@@ -49,6 +49,8 @@ class SchedulerStepCounter:
         original_set_timesteps, original_step = scheduler.set_timesteps, scheduler.step
 
         def set_timesteps(*args, **kwargs):
+            for state in self.states:
+                state.call += 1
             self._moved_to(0)
             result = original_set_timesteps(*args, **kwargs)
             timesteps = getattr(scheduler, "timesteps", None)
@@ -78,6 +80,7 @@ class SchedulerStepCounter:
         for state in self.states:
             state.dense = step < self.dense_steps
             state.phase = phase
+            state.step = step
 
     def check_scheduler(self, inputs: dict) -> None:
         """Observer on each transformer call: the steps are only counted on the scheduler that was patched."""

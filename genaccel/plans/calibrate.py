@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genaccel.attention.layout import LayoutHook, LayoutState
+from genaccel.attention.reuse import StepReuse
 from genaccel.attention.steps import SchedulerStepCounter
 from genaccel.config import ProxyAttentionConfig, SparseAttentionConfig, WindowAttentionConfig
 from genaccel.eval.fidelity import psnr, ssim
@@ -65,16 +66,21 @@ def _flat(output: Any) -> torch.Tensor:
 
 class _ErrorRecorder:
     """Forward hook on one attention module: reruns it with every candidate and accumulates the
-    squared error against the dense output, per (step, candidate)."""
+    squared error against the dense output, per (step, option). Options: the K candidates, then each
+    candidate and dense with step reuse (their error on odd steps is that of the previous step's
+    output, kept per pass; on even steps that of computing it)."""
 
     def __init__(self, family, block_index: int, state: LayoutState, counter: SchedulerStepCounter,
                  candidates: Callable[[tuple[int, ...]], list[SparseAttentionConfig]]):
         self.family, self.block_index, self.state, self.counter = family, block_index, state, counter
         self.candidates = candidates
         self.processors: list | None = None
-        self.squared_error: dict[tuple[int, int], float] = {}  # (step, candidate) -> sum of squares
+        self.squared_error: dict[tuple[int, int], float] = {}  # (step, option) -> sum of squares
         self.reference: dict[int, float] = {}  # step -> sum of squares of the dense output
         self.running = False
+        self.key: tuple[int, int] | None = None  # (call, step) of `now`
+        self.now: list[list[torch.Tensor]] = []  # per pass: each candidate's output, then dense's
+        self.before: list[list[torch.Tensor]] = []  # the same for the step before, if it was step - 1
 
     def __call__(self, module, args, kwargs, output) -> None:
         if self.running or self.state.grid is None:
@@ -83,24 +89,34 @@ class _ErrorRecorder:
         if self.processors is None:
             self.processors = [self.family.processor(original, config, self.state, self.block_index)
                                for config in self.candidates(self.state.grid)]
+        call, step = self.state.call, self.counter.step
+        if (call, step) != self.key:
+            self.before = self.now if self.key == (call, step - 1) else []
+            self.key, self.now = (call, step), []
         dense = _flat(output)
-        step = self.counter.step
         self.reference[step] = self.reference.get(step, 0.0) + float(dense.square().sum())
         self.running = True
         try:
-            for index, processor in enumerate(self.processors):
+            outputs = []
+            for processor in self.processors:
                 module.processor = processor
-                error = float((_flat(module(*args, **kwargs)) - dense).square().sum())
-                self.squared_error[step, index] = self.squared_error.get((step, index), 0.0) + error
+                outputs.append(_flat(module(*args, **kwargs)))
         finally:
             module.processor = original
             self.running = False
+        outputs.append(dense)
+        passes = len(self.now)
+        previous = self.before[passes] if step % 2 == 1 and passes < len(self.before) else outputs
+        self.now.append(outputs)
+        for index, computed in enumerate(outputs[:-1] + previous):
+            error = float((computed - dense).square().sum())
+            self.squared_error[step, index] = self.squared_error.get((step, index), 0.0) + error
 
 
 @dataclass
 class _Measurement:
-    errors: np.ndarray  # (blocks, phases, candidates) relative error of the module output vs dense
-    candidates: list[SparseAttentionConfig]
+    errors: np.ndarray  # (blocks, phases, options) relative error of the module output vs dense
+    candidates: list[SparseAttentionConfig]  # the K computed ones; options add StepReuse of each and of dense
     grid: tuple[int, ...]
     steps: int
     phase_starts: tuple[int, ...]
@@ -177,12 +193,12 @@ def _measure(pipe, transformer, family, modules, calls, candidates, phases: int,
     phases = max(1, min(phases, steps))
     phase_starts = tuple(sorted({round(p * steps / phases) for p in range(phases)}))
     bounds = (*phase_starts, steps)
-    errors = np.zeros((len(modules), len(phase_starts), len(chosen)))
+    errors = np.zeros((len(modules), len(phase_starts), 2 * len(chosen) + 1))
     for block, recorder in enumerate(recorders):
         for p in range(len(phase_starts)):
             step_range = range(bounds[p], bounds[p + 1])
             reference = sum(recorder.reference.get(s, 0.0) for s in step_range)
-            for c in range(len(chosen)):
+            for c in range(errors.shape[2]):
                 error = sum(recorder.squared_error.get((s, c), 0.0) for s in step_range)
                 errors[block, p, c] = math.sqrt(error / reference) if reference > 0 else 0.0
     return _Measurement(errors, chosen, grids.pop(), steps, phase_starts, references)
@@ -215,7 +231,7 @@ def _plan_choices(errors: np.ndarray, flops: np.ndarray, candidates: list, thres
 
 def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, target_ssim: float | None = None,
               candidates: Sequence[SparseAttentionConfig] | None = None, phases: int = DEFAULT_PHASES,
-              margin: float | None = None, max_trials: int = DEFAULT_MAX_TRIALS,
+              margin: float | None = None, max_trials: int = DEFAULT_MAX_TRIALS, step_reuse: bool = True,
               backend: str = "auto", progress: bool = True) -> SparsityPlan:
     """The plan with the highest modelled speed-up whose outputs on `calls` keep PSNR >= `target_psnr` +
     `margin` dB (default 1 dB) against dense, worst output counted; or SSIM >= `target_ssim` + margin
@@ -224,6 +240,8 @@ def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, 
     calls: keyword dicts for `pipe(...)`, each with a `seed` (a fresh generator per run), one output size
         and one number of steps. candidates: sparse configs to choose from (shift True / False; default
         `default_candidates` of the token grid). phases: step ranges with their own choices.
+        step_reuse: also offer each candidate and dense with step reuse ("+reuse": odd steps return the
+        block's previous output; measured from the same runs, no extra cost).
     """
     from genaccel.api import _attention_modules, _transformers_of
 
@@ -239,6 +257,8 @@ def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, 
         raise ValueError(f"margin must be a number >= 0, got {margin!r}")
     if not isinstance(phases, int) or phases < 1:
         raise ValueError(f"phases must be an integer >= 1, got {phases!r}")
+    if not isinstance(step_reuse, bool):
+        raise ValueError(f"step_reuse must be True or False, got {step_reuse!r}")
     if not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"max_trials must be an integer >= 1, got {max_trials!r}")
     if candidates is not None:
@@ -267,7 +287,7 @@ def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, 
     try:
         best, trials, threshold, lead, scores, options, seconds, dense_seconds = _search(
             pipe, transformer, family, modules, calls, candidates, phases, metric, target, margin, max_trials,
-            backend, progress)
+            backend, progress, step_reuse)
     finally:
         if hasattr(pipe, "set_progress_bar_config"):
             pipe._progress_bar_config = bar_config
@@ -287,7 +307,7 @@ def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, 
 
 
 def _search(pipe, transformer, family, modules, calls, candidates, phases, metric, target, margin, max_trials,
-            backend, progress):
+            backend, progress, step_reuse):
     """Measure, then bisect over the threshold plans: (plan, trials, threshold, its scores, candidates,
     seconds, seconds of one dense call)."""
     import genaccel
@@ -300,9 +320,18 @@ def _search(pipe, transformer, family, modules, calls, candidates, phases, metri
         bar.update(1)
         measured = _measure(pipe, transformer, family, modules, calls, candidates, phases, bar)
         cost_model = CostModel.of(transformer, [module for _, _, module in modules], measured.grid)
-        options = [c.__class__(window=c.window, shift=c.shift, backend=backend) for c in measured.candidates]
-        flops = np.array([[cost_model.attention_flops(b, c) for c in options] + [cost_model.attention_flops(b, None)]
-                          for b in range(len(modules))])
+        computed = [c.__class__(window=c.window, shift=c.shift, backend=backend) for c in measured.candidates]
+        options = computed + [StepReuse(c) for c in computed] + [StepReuse(None)]
+        errors = measured.errors if step_reuse else measured.errors[:, :, :len(computed)]
+        options = options[:errors.shape[2]]
+
+        def cost(block: int, choice) -> float:  # per step on average: a reused block computes every other step
+            own = 2.0 * cost_model.tokens * cost_model.attention_parameters[block]
+            if isinstance(choice, StepReuse):
+                return 0.5 * (own + cost_model.attention_flops(block, choice.inner))
+            return own + cost_model.attention_flops(block, choice)
+
+        flops = np.array([[cost(b, c) for c in options] + [cost(b, None)] for b in range(len(modules))])
         def make(choices):
             return SparsityPlan(choices, measured.phase_starts, measured.steps, cost_model,
                                 type(transformer).__name__, backend)
@@ -329,9 +358,9 @@ def _search(pipe, transformer, family, modules, calls, candidates, phases, metri
         budgets = [max_trials - (families - 1) * (max_trials // (2 * max(families - 1, 1)))] + \
             [max_trials // (2 * max(families - 1, 1))] * (families - 1)
         for lead, budget in enumerate(budgets):
-            errors = measured.errors.copy()
-            errors[:, :lead] = np.inf  # the first `lead` phases stay dense
-            plans = _threshold_plans(errors, flops, options)
+            lead_errors = errors.copy()
+            lead_errors[:, :lead] = np.inf  # the first `lead` phases stay dense
+            plans = _threshold_plans(lead_errors, flops, options)
             # forcing phases dense only makes a plan more faithful: start above the best threshold so far
             low = next((i for i, (t, _) in enumerate(plans) if t >= best_threshold), len(plans)) if lead else 0
             high, used = len(plans) - 1, 0

@@ -3,8 +3,9 @@
 Per image token, every weight of the transformer is used once (2 FLOPs per parameter: projections,
 MLPs, norms, embeddings; an upper bound for the few that act per call, not per token), and each
 attention block adds 4 * keys * width FLOPs (q.k and p.v over the keys the query attends: the
-whole grid dense, its window plus one proxy per window for proxy attention, padding included). Text
-tokens of joint-attention models are not counted. The model is a guide for the search; measured
+whole grid dense, its window plus one proxy per window for proxy attention, padding included). A
+block that reuses its previous step's output (`skipped`) costs neither its attention nor its own
+weights that step. Text tokens of joint-attention models are not counted. The model is a guide for the search; measured
 speed is what `genaccel bench` reports.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 import torch
 
@@ -38,12 +39,19 @@ class CostModel:
     grid: tuple[int, ...]
     linear_flops_per_token: float
     attention_widths: tuple[int, ...]  # one per attention block, in block order
+    attention_parameters: tuple[int, ...] = ()  # weights of each attention module (empty: not known)
+
+    def __post_init__(self) -> None:
+        if self.attention_parameters and len(self.attention_parameters) != len(self.attention_widths):
+            raise ValueError(f"{len(self.attention_parameters)} attention_parameters for "
+                             f"{len(self.attention_widths)} attention blocks")
 
     @classmethod
     def of(cls, transformer: torch.nn.Module, attention_modules: Sequence[torch.nn.Module],
            grid: tuple[int, ...]) -> "CostModel":
         parameters = sum(p.numel() for p in transformer.parameters())
-        return cls(tuple(grid), 2.0 * parameters, tuple(attention_width(m) for m in attention_modules))
+        return cls(tuple(grid), 2.0 * parameters, tuple(attention_width(m) for m in attention_modules),
+                   tuple(sum(p.numel() for p in m.parameters()) for m in attention_modules))
 
     @classmethod
     def of_transformer(cls, transformer: torch.nn.Module, grid: tuple[int, ...]) -> "CostModel":
@@ -66,12 +74,18 @@ class CostModel:
             keys = keys_per_query(choice.method, self.grid, choice.window_for(self.grid), choice.shifted(block))
         return 4.0 * self.tokens * keys * self.attention_widths[block]
 
-    def call_flops(self, choices: Sequence[SparseAttentionConfig | None]) -> float:
-        """FLOPs of one call with `choices[b]` in block b (None: dense)."""
+    def call_flops(self, choices: Sequence[SparseAttentionConfig | None], skipped: Collection[int] = ()) -> float:
+        """FLOPs of one call with `choices[b]` in block b (None: dense), the blocks in `skipped` reusing
+        their previous output (no attention, no projections)."""
         if len(choices) != len(self.attention_widths):
             raise ValueError(f"{len(choices)} choices for {len(self.attention_widths)} attention blocks")
-        return self.tokens * self.linear_flops_per_token + sum(
-            self.attention_flops(block, choice) for block, choice in enumerate(choices))
+        total = self.tokens * self.linear_flops_per_token
+        for block, choice in enumerate(choices):
+            if block in skipped:
+                total -= 2.0 * self.tokens * (self.attention_parameters[block] if self.attention_parameters else 0)
+            else:
+                total += self.attention_flops(block, choice)
+        return total
 
     def speedup(self, choices: Sequence[SparseAttentionConfig | None]) -> float:
         """Modelled dense / sparse time of one call."""
@@ -79,13 +93,15 @@ class CostModel:
 
     def to_dict(self) -> dict:
         return {"grid": list(self.grid), "linear_flops_per_token": self.linear_flops_per_token,
-                "attention_widths": list(self.attention_widths)}
+                "attention_widths": list(self.attention_widths),
+                "attention_parameters": list(self.attention_parameters)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CostModel":
         try:
             return cls(tuple(int(g) for g in data["grid"]), float(data["linear_flops_per_token"]),
-                       tuple(int(w) for w in data["attention_widths"]))
+                       tuple(int(w) for w in data["attention_widths"]),
+                       tuple(int(p) for p in data.get("attention_parameters", ())))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"bad cost_model in plan (needs grid, linear_flops_per_token, attention_widths): "
                              f"{error}") from None

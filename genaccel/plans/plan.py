@@ -4,7 +4,9 @@ A plan splits a call's denoising steps into phases (contiguous step ranges, in s
 calibration; a call with another number of steps is mapped proportionally) and gives every
 attention block one choice per phase, written as text:
 
-    "dense" | "proxy HxW" | "window HxW" (or TxHxW for video), optionally followed by " shifted"
+    "dense" | "proxy HxW" | "window HxW" (or TxHxW for video), optionally followed by " shifted",
+    optionally followed by " +reuse": odd steps return the block's output of the step before
+    (`genaccel.attention.reuse`), even steps compute the choice
 
 `genaccel.apply(pipe, plan)` / `genaccel.remove(pipe)` patch it like a config. Under torch.compile
 there is at most one graph per phase.
@@ -18,19 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genaccel.attention.reuse import StepReuse, unwrap
 from genaccel.config import ProxyAttentionConfig, SparseAttentionConfig, WindowAttentionConfig
 from genaccel.plans.cost import CostModel
 
 FORMAT = "genaccel.SparsityPlan"
 VERSION = 1
-CHOICE_SYNTAX = "'dense', 'proxy HxW', 'window HxW' or TxHxW windows, optionally followed by ' shifted'"
+CHOICE_SYNTAX = ("'dense', 'proxy HxW', 'window HxW' or TxHxW windows, optionally followed by ' shifted', "
+                 "then optionally ' +reuse'")
+REUSE = "+reuse"
 _KINDS = {"proxy": ProxyAttentionConfig, "window": WindowAttentionConfig}
-Choice = SparseAttentionConfig | None
+Choice = SparseAttentionConfig | StepReuse | None
 
 
 def parse_choice(text: str, backend: str = "auto") -> Choice:
-    """'proxy 4x4 shifted' -> ProxyAttentionConfig(window=(4, 4), shift=True); 'dense' -> None."""
+    """'proxy 4x4 shifted' -> ProxyAttentionConfig(window=(4, 4), shift=True); 'dense' -> None;
+    'dense +reuse' -> StepReuse(None)."""
     words = str(text).split()
+    if len(words) > 1 and words[-1] == REUSE and REUSE not in words[:-1]:
+        return StepReuse(parse_choice(" ".join(words[:-1]), backend))
     if words == ["dense"]:
         return None
     if len(words) in (2, 3) and words[0] in _KINDS and re.fullmatch(r"\d+(x\d+){1,2}", words[1]) \
@@ -41,6 +49,8 @@ def parse_choice(text: str, backend: str = "auto") -> Choice:
 
 
 def format_choice(choice: Choice) -> str:
+    if isinstance(choice, StepReuse):
+        return f"{format_choice(choice.inner)} {REUSE}"
     if choice is None:
         return "dense"
     if choice.shift not in (False, True):
@@ -53,8 +63,8 @@ def format_choice(choice: Choice) -> str:
 class SparsityPlan:
     """Per-block, per-phase attention choices for one transformer, with the cost model they were chosen by.
 
-    choices[b][p]: block b's config in phase p (None = dense). phase_starts: the first calibrated step
-    of each phase (starts at 0). calibration: what `genaccel.calibrate` measured (free-form, for readers).
+    choices[b][p]: block b's config in phase p (None = dense; a StepReuse reuses odd steps). phase_starts:
+    the first calibrated step of each phase (starts at 0). calibration: what `genaccel.calibrate` measured (free-form, for readers).
     """
 
     choices: list[list[Choice]]
@@ -97,12 +107,21 @@ class SparsityPlan:
     def is_dense(self) -> bool:
         return all(choice is None for row in self.choices for choice in row)
 
+    def reuses_steps(self) -> bool:
+        return any(isinstance(choice, StepReuse) for row in self.choices for choice in row)
+
     @property
     def expected_speedup(self) -> float:
-        """Modelled dense / plan time of a whole call (phases weighted by their steps)."""
+        """Modelled dense / plan time of a whole call (every step costed; reused blocks cost nothing)."""
         dense = self.cost_model.call_flops([None] * self.num_blocks)
-        sparse = sum((end - start) * self.cost_model.call_flops([row[p] for row in self.choices])
-                     for p, (start, end) in enumerate(self.phases))
+        sparse = 0.0
+        for p, (start, end) in enumerate(self.phases):
+            choices = [row[p] for row in self.choices]
+            computed = [unwrap(c) for c in choices]
+            reused = {b for b, c in enumerate(choices) if isinstance(c, StepReuse)}
+            odd = sum(step % 2 for step in range(start, end))
+            sparse += (end - start - odd) * self.cost_model.call_flops(computed) \
+                + odd * self.cost_model.call_flops(computed, skipped=reused)
         return dense * self.num_inference_steps / sparse
 
     @classmethod

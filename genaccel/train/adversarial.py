@@ -2,9 +2,11 @@
 
 The discriminator scores overlapping patches of an image (one logit per 4x4 output cell at
 32 px input), so it judges local texture and edges, which L1 / MSE blur. Hinge losses as in VQGAN /
-SD-VAE: discriminator `relu(1 - D(real)) + relu(1 + D(fake))`, generator `-D(fake)`. The generator
-term's weight is fixed (`adversarial_weight`), not VQGAN's gradient-norm-adaptive weight: one knob,
-stated, and it starts after `adversarial_start` steps so the tokenizer first learns to reconstruct.
+SD-VAE: discriminator `relu(1 - D(real)) + relu(1 + D(fake))`, generator `-D(fake)`. The training loop
+(`genaccel.train.tokenizer`) scales the generator term by `adversarial_weight` x VQGAN's adaptive weight
+(the ratio of the reconstruction and adversarial gradient norms at the decoder's last layer): with a
+fixed weight of 0.1 the discriminator won within 300 steps and the reconstruction loss rose from 0.14 to
+0.50 on the emoji set. The term starts after `adversarial_start` steps, once the tokenizer reconstructs.
 """
 
 from __future__ import annotations

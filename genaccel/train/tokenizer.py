@@ -6,7 +6,7 @@ Loss: L1 + MSE between the image and its reconstruction, plus `kl_weight` x the 
 standard normal in continuous mode (keeps the latent scale tame for a diffusion model; FSQ needs none),
 plus, when their weights are > 0, `perceptual_weight` x an LPIPS-style distance on the Inception stem
 (`genaccel.train.perceptual`) and, from step `adversarial_start`, `adversarial_weight` x a PatchGAN
-hinge term (`genaccel.train.adversarial`; the discriminator trains in the same loop and is
+hinge term scaled by VQGAN's adaptive weight (`genaccel.train.adversarial`; the discriminator trains in the same loop and is
 checkpointed with the tokenizer). BENCHMARKS.md's `tokenizers` table measures each against plain
 reconstruction.
 """
@@ -136,8 +136,21 @@ def tokenizer_loss(model, images: torch.Tensor, kl_weight: float, generator: tor
         loss, parts["perceptual"] = loss + perceptual_weight * term, term.detach()
     if discriminator is not None and adversarial_weight:
         term = generator_hinge_loss(discriminator(reconstruction))
-        loss, parts["adversarial"] = loss + adversarial_weight * term, term.detach()
+        balance = adaptive_weight(loss, term, getattr(model, "module", model).to_pixels.weight)
+        loss = loss + adversarial_weight * balance * term
+        parts["adversarial"], parts["adaptive_weight"] = term.detach(), balance
     return LossTerms(loss, parts, reconstruction)
+
+
+def adaptive_weight(reconstruction_loss: torch.Tensor, adversarial_loss: torch.Tensor,
+                    last_layer: torch.Tensor) -> torch.Tensor:
+    """VQGAN's balance: |grad of the reconstruction loss| / |grad of the adversarial loss| at the decoder's
+    last layer (clamped to [0, 1e4], no gradient), so the discriminator can never drown the reconstruction."""
+    if not torch.is_grad_enabled() or not last_layer.requires_grad:
+        return torch.ones((), device=last_layer.device)
+    reconstruction_grad, = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)
+    adversarial_grad, = torch.autograd.grad(adversarial_loss, last_layer, retain_graph=True)
+    return (reconstruction_grad.norm() / (adversarial_grad.norm() + 1e-4)).clamp(0, 1e4).detach()
 
 
 def _save(folder: Path, model, ema: EMA, optimizer, config: TokenizerTrainConfig, step: int,

@@ -37,6 +37,8 @@ def test_the_plan_keeps_its_promise_on_calls_it_did_not_see(pipe, plan):
     assert info["worst_on_calls"] >= TARGET + info["margin"]
     assert 0 < info["trials"] <= 8 and info["dense_generations"] > 0
     assert info["dense_leading_phases"] in (0, 1, 2)
+    computed = [c for c in info["candidates"] if not c.endswith("+reuse")]
+    assert info["candidates"] == computed + [f"{c} +reuse" for c in computed] + ["dense +reuse"]
     unseen = [(seed, label) for seed, label in zip(range(10, 14), (1, 2, 3, 7))]
     dense = [generate(pipe, label, seed, steps=STEPS) for seed, label in unseen]
     with genaccel.applied(pipe, plan):
@@ -50,10 +52,10 @@ def test_calibration_uses_only_the_candidates_given_and_restores_the_pipeline(pi
     candidates = [genaccel.WindowAttentionConfig(window=(8, 8), shift=True)]
     bar_config = dict(pipe._progress_bar_config)
     plan = genaccel.calibrate(pipe, calls([0], [0]), target_psnr=15.0, candidates=candidates, phases=2,
-                              progress=False)
+                              step_reuse=False, progress=False)
     assert {str(c.window) + str(c.shift) for row in plan.choices for c in row if c is not None} <= {"(8, 8)True"}
     assert len(plan.phase_starts) == 2 and plan.num_inference_steps == STEPS
-    assert plan.calibration["candidates"] == ["window 8x8 shifted"]
+    assert plan.calibration["candidates"] == ["window 8x8 shifted"] and not plan.reuses_steps()
     assert not genaccel.is_applied(pipe) and pipe._progress_bar_config == bar_config
     assert all(type(m.processor).__name__ == "AttnProcessor2_0" for m in pipe.transformer.modules()
                if hasattr(m, "processor"))

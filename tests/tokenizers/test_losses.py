@@ -68,10 +68,25 @@ def test_loss_terms_add_up(perceptual):
     plain = tokenizer_loss(model, images, 0.0, torch.Generator().manual_seed(0))
     full = tokenizer_loss(model, images, 0.0, torch.Generator().manual_seed(0), perceptual=perceptual,
                           perceptual_weight=0.5, discriminator=discriminator, adversarial_weight=0.1)
-    assert set(plain.parts) == {"reconstruction"} and set(full.parts) == {"reconstruction", "perceptual", "adversarial"}
+    assert set(plain.parts) == {"reconstruction"}
+    assert set(full.parts) == {"reconstruction", "perceptual", "adversarial", "adaptive_weight"}
     assert torch.equal(plain.reconstruction, full.reconstruction)
-    expected = plain.total + 0.5 * full.parts["perceptual"] + 0.1 * full.parts["adversarial"]
+    parts = full.parts
+    expected = plain.total + 0.5 * parts["perceptual"] + 0.1 * parts["adaptive_weight"] * parts["adversarial"]
     torch.testing.assert_close(full.total, expected)
+
+
+def test_the_adaptive_weight_equalises_the_gradient_norms_at_the_last_layer():
+    from genaccel.train.tokenizer import adaptive_weight
+
+    layer = torch.nn.Linear(4, 4)
+    x = torch.randn(8, 4)
+    reconstruction, adversarial = layer(x).pow(2).mean(), -3.0 * layer(x).mean()
+    weight = adaptive_weight(reconstruction, adversarial, layer.weight)
+    g_rec, = torch.autograd.grad(reconstruction, layer.weight, retain_graph=True)
+    g_adv, = torch.autograd.grad(weight * adversarial, layer.weight)
+    torch.testing.assert_close(g_adv.norm(), g_rec.norm(), rtol=1e-3, atol=0)
+    assert not weight.requires_grad
 
 
 def test_adversarial_run_resumes_exactly(tmp_path):

@@ -15,6 +15,7 @@ import torch
 
 from genaccel.attention.layout import LayoutState
 from genaccel.attention.ops import joint_attention
+from genaccel.attention.reuse import StepOutputs, StepReuse, unwrap
 from genaccel.attention.ulysses import ulysses_attention
 from genaccel.config import SparseAttentionConfig
 
@@ -49,8 +50,9 @@ class SparseProcessor:
     """Common part of the family processors: when to stay dense, and the sparse call on (B, heads, S, D).
 
     It keeps the processor it replaced (`original`) and calls it unchanged on dense steps. `config` is
-    one sparse config, or (for a `SparsityPlan`) one choice per step range, None meaning dense there;
-    the state's `phase` says which range the current step is in.
+    one sparse config, or (for a `SparsityPlan`) one choice per step range, None meaning dense there,
+    a `StepReuse` reusing the previous step's output on odd steps (subclasses decorate `__call__` with
+    `reuse.step_reuse`); the state's `phase` says which range the current step is in.
     """
 
     # diffusers' enable_parallelism sets this on processors that declare it (context parallelism)
@@ -65,10 +67,15 @@ class SparseProcessor:
         self.choices = config if isinstance(config, tuple) else (config,)
         self.state = state
         self.block_index = block_index
+        self.step_outputs = StepOutputs() if any(isinstance(c, StepReuse) for c in self.choices) else None
+
+    def raw_choice(self):
+        """This step's plan choice as given (a config, None, or a StepReuse)."""
+        return self.choices[self.state.phase] if len(self.choices) > 1 else self.choices[0]
 
     def current(self) -> SparseAttentionConfig | None:
-        """This step's sparse config, or None where the plan keeps the block dense."""
-        return self.choices[self.state.phase] if len(self.choices) > 1 else self.choices[0]
+        """The sparse config this step computes with, or None where the block is dense."""
+        return unwrap(self.raw_choice())
 
     def dense_now(self) -> bool:
         return self.state.dense or self.current() is None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from genaccel.attention.families.base import ModelFamily, SparseProcessor, heads_qkv, image_grid, merge_heads
+from genaccel.attention.reuse import step_reuse
 
 
 class CogVideoXProcessor(SparseProcessor):
     """CogVideoX joint attention, as `CogVideoXAttnProcessor2_0` computes it, with sparse video attention."""
 
+    @step_reuse
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                  attention_mask=None, image_rotary_emb=None):
         if self.dense_now():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from genaccel.attention.families.base import ModelFamily, SparseProcessor, heads_qkv, image_grid, merge_heads
+from genaccel.attention.reuse import step_reuse
 
 
 class SelfAttentionProcessor(SparseProcessor):
     """Image-only self-attention of diffusers `Attention` modules (PixArt and DiT `attn1`)."""
 
+    @step_reuse
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None,
                  temb=None, *args, **kwargs) -> torch.Tensor:
         if self.dense_now() or encoder_hidden_states is not None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import torch
 
 from genaccel.attention.families.base import ModelFamily, SparseProcessor, projections
+from genaccel.attention.reuse import step_reuse
 
 
 class FluxProcessor(SparseProcessor):
     """Flux double-stream (text and image projections, joint) and single-stream attention; text first."""
 
+    @step_reuse
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None,
                  image_rotary_emb=None):
         if self.dense_now():

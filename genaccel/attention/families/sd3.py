@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from genaccel.attention.families.base import ModelFamily, SparseProcessor, heads_qkv, image_grid, merge_heads
+from genaccel.attention.reuse import step_reuse
 
 
 class SD3JointProcessor(SparseProcessor):
     """SD3 joint attention and SD3.5's dual `attn2` (no text), as `JointAttnProcessor2_0` computes them."""
 
+    @step_reuse
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None,
                  *args, **kwargs):
         if self.dense_now():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from genaccel.attention.families.base import ModelFamily, SparseProcessor, projections
+from genaccel.attention.reuse import step_reuse
 
 
 class WanProcessor(SparseProcessor):
     """Wan 2.x video self-attention, as `WanAttnProcessor` computes it, with sparse attention."""
 
+    @step_reuse
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None,
                  rotary_emb=None):
         if self.dense_now() or encoder_hidden_states is not None:
