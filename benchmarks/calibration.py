@@ -2,7 +2,8 @@
 
 On a bundled reference model (`--model image`: the DiT, `video`: the Wan clip model) at `--size`
 (its native size, or larger for more tokens): `genaccel.calibrate` on `--calls` single-output
-calls (classes cycled, seeds 0, 1, ...), timed; then, in one process, dense, the plan and a family of
+calls (classes cycled, seeds 0, 1, ...), timed, and once more without step reuse (`step_reuse=False`,
+what reuse adds); then, in one process, dense, both plans and a family of
 uniform configs (the calibration candidates, each with the first 0 / 25% / 50% of steps dense) on
 `--eval` outputs it never calibrated on (seeds from 1000): PSNR / SSIM against dense (mean ± 95%
 interval; identical outputs count as 100 dB), the worst PSNR, KID / FID against real held-out images
@@ -125,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     calibration_seconds = time.perf_counter() - started
     if args.plan_out:
         plan.save(args.plan_out)
+    without_reuse = genaccel.calibrate(pipe, calls, target_psnr=args.target_psnr, step_reuse=False)
     grid = plan.cost_model.grid
-    settings: dict[str, object] = {"dense": None, "calibrated plan": plan, **uniform_family(grid, args.steps)}
+    settings: dict[str, object] = {"dense": None, "calibrated plan": plan,
+                                   "calibrated plan without step reuse": without_reuse,
+                                   **uniform_family(grid, args.steps)}
 
     labels = [k % num_classes for k in range(args.eval)]
     outputs = {}
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             row.update(fid=fid.format(1), kid=f"{kid:.4f} ± {kid_std:.4f}")
         results[name] = row
     plan_row = results["calibrated plan"]
-    rivals = {name: row for name, row in results.items() if name not in ("dense", "calibrated plan")
+    rivals = {name: row for name, row in results.items() if not name.startswith(("dense", "calibrated plan"))
               and row["speedup"] >= 0.97 * plan_row["speedup"]}
     best = max(rivals, key=lambda name: rivals[name]["psnr"].value) if rivals else None
 
@@ -210,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             f"Evaluation: {args.eval} outputs from seeds the calibration never used (classes cycled); PSNR / SSIM "
             f"mean ± 95% interval over outputs; time: one call of {args.time_outputs} outputs, median of "
             f"{args.runs} interleaved runs after a warm-up. {real_note}.\n\n"
-            f"Plan (phases of the {plan.num_inference_steps} steps: blocks per choice):\n\n```\n{plan.summary()}\n```\n\n"
+            f"Plan (phases of the {plan.num_inference_steps} steps: blocks per choice; \"+reuse\": odd steps reuse "
+            f"the block's previous output):\n\n```\n{plan.summary()}\n```\n\n"
+            f"Calibrated without step reuse (`step_reuse=False`, the candidates alone; "
+            f"{without_reuse.calibration['seconds']:.1f} s):\n\n```\n{without_reuse.summary()}\n```\n\n"
             + markdown_table(headers, rows) + "\n\n" + verdict + "\n")
     note = frechet_sample_note("FID", args.eval) if real is not None else None
     if note:

@@ -161,7 +161,7 @@ def _apply_sparse_attention(target, config: SparseAttentionConfig | SparsityPlan
         modules = _attention_modules(model, family)
         plans.append((model, family, modules, _block_choices(config, modules, model)))
 
-    states = [LayoutState() for _ in models]
+    states = [LayoutState(count_passes=is_plan and config.reuses_steps()) for _ in models]
     pipeline_patches: list[Any] = []
     counter = None
     if (dense_steps > 0 or phased) and pipeline is not None:

@@ -27,8 +27,11 @@ class LayoutState:
     grid: tuple[int, ...] | None = None
     dense: bool = False  # the current step keeps dense attention (dense_steps)
     phase: int = 0  # the current step range of a SparsityPlan (its processors' choice index)
-    step: int = 0  # the current denoising step of this call (plans that reuse outputs on odd steps)
-    call: int = 0  # pipeline calls so far (a new call never reuses the last one's outputs)
+    odd_step: bool = False  # the current step index is odd (plans' "+reuse" choices reuse there)
+    pass_index: int = 0  # which transformer call of the current step this is (0, or 1 for a second CFG pass)
+    passes: int = 0  # transformer calls so far in the current step
+    count_passes: bool = False  # set for plans with "+reuse" choices (the step counter resets `passes`)
+    call: int = 0  # pipeline calls so far (calibration tells one call's steps from the next one's)
     recorded_grid: tuple[int, ...] | None = None  # set from the pipeline when the grid needs tensor values (Flux)
 
 
@@ -46,6 +49,9 @@ class LayoutHook:
     def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         inputs = self.signature.bind_partial(*args, **kwargs).arguments
         self.state.grid = self._grid(inputs)
+        if self.state.count_passes:  # only plans that reuse steps: a counter would be a guard under compile
+            self.state.pass_index = self.state.passes
+            self.state.passes += 1
         for observe in self.observers:
             observe(inputs)
 

@@ -6,7 +6,8 @@ attention and projection work there. A `SparsityPlan` choice `StepReuse(inner)` 
 "<inner> +reuse") computes `inner` (a sparse config, or None: dense) on even steps and reuses on
 odd ones (the call's step index, counted by the pipeline's scheduler). Outputs are kept per pass,
 so a pipeline that calls its transformer twice per step (classifier-free guidance in two passes)
-reuses each pass's own output.
+reuses each pass's own output. A call of another number of steps than the plan's reuses on its own
+odd steps.
 """
 
 from __future__ import annotations
@@ -31,29 +32,26 @@ def unwrap(choice: Any) -> SparseAttentionConfig | None:
 
 
 class StepOutputs:
-    """One block's outputs, per pass, of the current and the previous (call, step)."""
+    """One block's last computed output per pass of a step (pass: the transformer call within the step).
+
+    Reuse happens only on odd steps and even steps always compute, so the output kept for a pass is
+    always that pass's output of the step before, in this call. No step or call numbers are compared
+    here: under torch.compile the graphs depend only on (phase, odd step, pass), a handful.
+    """
 
     def __init__(self) -> None:
-        self.key: tuple[int, int] | None = None
-        self.now: list[Any] = []
-        self.before_key: tuple[int, int] | None = None
-        self.before: list[Any] = []
+        self.outputs: list[Any] = []
 
-    def run(self, call: int, step: int, reuse: bool, compute: Callable[[], Any]) -> Any:
-        """`compute()`, or where `reuse` and this pass has an output from step - 1 of this call, that output."""
-        if (call, step) != self.key:
-            self.before_key, self.before = self.key, self.now
-            self.key, self.now = (call, step), []
-        index = len(self.now)
-        if reuse and self.before_key == (call, step - 1) and index < len(self.before):
-            output = self.before[index]
+    def run(self, pass_index: int, reuse: bool, compute: Callable[[], Any]) -> Any:
+        """The kept output of `pass_index` where `reuse` (and one is kept), else `compute()`, kept."""
+        if reuse and pass_index < len(self.outputs):
+            return self.outputs[pass_index]
+        output = compute()
+        if pass_index < len(self.outputs):
+            self.outputs[pass_index] = output
         else:
-            output = compute()
-        self.now.append(output)
+            self.outputs.append(output)
         return output
-
-    def clear(self) -> None:
-        self.__init__()
 
 
 def step_reuse(call: Callable) -> Callable:
@@ -66,7 +64,7 @@ def step_reuse(call: Callable) -> Callable:
         if self.step_outputs is None:
             return call(self, *args, **kwargs)
         state = self.state
-        reuse = isinstance(self.raw_choice(), StepReuse) and state.step % 2 == 1
-        return self.step_outputs.run(state.call, state.step, reuse, lambda: call(self, *args, **kwargs))
+        reuse = state.odd_step and isinstance(self.raw_choice(), StepReuse)
+        return self.step_outputs.run(state.pass_index, reuse, lambda: call(self, *args, **kwargs))
 
     return wrapper

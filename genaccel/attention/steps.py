@@ -80,7 +80,8 @@ class SchedulerStepCounter:
         for state in self.states:
             state.dense = step < self.dense_steps
             state.phase = phase
-            state.step = step
+            state.odd_step = step % 2 == 1
+            state.passes = 0
 
     def check_scheduler(self, inputs: dict) -> None:
         """Observer on each transformer call: the steps are only counted on the scheduler that was patched."""

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--candidates", nargs="+", default=None,
                         help="choices as bench methods (proxy:8x8, window:8x8+shift, ...); default: derived "
                              "from the token grid (genaccel.plans.default_candidates)")
+    parser.add_argument("--step-reuse", action=argparse.BooleanOptionalAction, default=True,
+                        help="also offer each candidate and dense with '+reuse' (odd steps reuse the block's "
+                             "previous output; default on)")
     parser.add_argument("--backend", default="auto", help="attention backend the plan uses")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         target_psnr = 30.0 if args.target_psnr is None and args.target_ssim is None else args.target_psnr
         plan = genaccel.calibrate(pipe, calls, target_psnr, target_ssim=args.target_ssim, candidates=candidates,
                                   phases=args.phases, margin=args.margin, max_trials=args.max_trials,
-                                  backend=args.backend)
+                                  step_reuse=args.step_reuse, backend=args.backend)
         path = plan.save(args.out)
     info = plan.calibration
     (metric, target), = info["target"].items()

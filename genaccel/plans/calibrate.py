@@ -298,7 +298,8 @@ def calibrate(pipe, calls: Sequence[dict], target_psnr: float | None = None, *, 
     best.calibration = {
         "target": {metric: target}, "margin": margin, "calls": len(calls),
         "worst_on_calls": worst if math.isfinite(worst) else None,
-        "search": "threshold bisection over per-block relative errors, with the first 0, 1, 2 phases kept dense",
+        "search": "threshold bisection over per-block relative errors, with the first 0, 1, 2 phases kept dense"
+                  + ("; candidates also with +reuse" if step_reuse else ""),
         "threshold": threshold, "dense_leading_phases": lead, "trials": trials,
         "candidates": [format_choice(c) for c in options], "seconds": round(seconds, 2),
         "dense_generations": round(seconds / (dense_seconds * len(calls)), 2),

@@ -37,7 +37,7 @@ def test_the_plan_and_every_uniform_config_are_measured_on_unseen_outputs(tmp_pa
     names = [row.split(" | ")[0].strip("| *") for row in rows]
     plan = SparsityPlan.load(plan_path)
     uniform = bench.uniform_family(plan.cost_model.grid, 4)
-    assert names == ["dense", "calibrated plan", *uniform]
+    assert names == ["dense", "calibrated plan", "calibrated plan without step reuse", *uniform]
     assert len(uniform) == 3 * len(bench.default_candidates(plan.cost_model.grid))
     assert "FID from 3 samples" in text and "token grid 16x16 (256 tokens)" in text
     assert "Best uniform config at least as fast" in text or "No uniform config is as fast" in text

@@ -67,17 +67,70 @@ def test_a_new_call_never_reuses_the_last_calls_outputs():
     assert torch.equal(first[0], dense[0]) and torch.equal(first[2], dense[2])
 
 
-def test_step_outputs_keep_passes_and_calls_apart():
+def test_step_outputs_keep_each_pass_apart():
     cache, computed = StepOutputs(), []
 
-    def run(call, step, reuse, value):
-        return cache.run(call, step, reuse, lambda: computed.append(value) or value)
+    def run(pass_index, reuse, value):
+        return cache.run(pass_index, reuse, lambda: computed.append(value) or value)
 
-    assert [run(1, 0, False, "c0"), run(1, 0, False, "u0")] == ["c0", "u0"]  # two passes per step
-    assert [run(1, 1, True, "c1"), run(1, 1, True, "u1")] == ["c0", "u0"]  # each pass gets its own
-    assert run(1, 3, True, "c3") == "c3"  # step 2 never ran: nothing to reuse
-    assert run(2, 1, True, "new") == "new"  # another call's step 0 is not this call's
-    assert computed == ["c0", "u0", "c3", "new"]
+    assert [run(0, False, "c0"), run(1, False, "u0")] == ["c0", "u0"]  # two passes per step
+    assert [run(0, True, "c1"), run(1, True, "u1")] == ["c0", "u0"]  # each pass gets its own
+    assert run(2, True, "x") == "x"  # a third pass has nothing kept: it computes
+    assert [run(0, False, "c2"), run(0, True, "c3")] == ["c2", "c2"]
+    assert computed == ["c0", "u0", "x", "c2"]
+
+
+def test_a_pipeline_with_two_passes_per_step_reuses_each_pass_its_own_output():
+    model, inputs, grid = build("pixart")
+    pipe = TwoPassPipeline(model, inputs)
+    plan = plan_for(model, grid, [[StepReuse(None)]] * blocks_of(model, grid))
+    dense = pipe(steps=4)
+    with genaccel.applied(pipe, plan):
+        reused = pipe(steps=4)
+    assert torch.equal(reused[0], dense[0]) and torch.equal(reused[4], dense[4])  # step 0 and 2, first pass
+    assert torch.equal(reused[1], dense[1]) and torch.equal(reused[5], dense[5])  # step 0 and 2, second pass
+    assert not torch.equal(reused[2], dense[2]) and not torch.equal(reused[3], dense[3])
+
+
+class TwoPassPipeline(TinyPipeline):
+    """Two transformer calls per step with different inputs (as guidance in two passes does)."""
+
+    def __call__(self, steps: int) -> list[torch.Tensor]:
+        self.scheduler.set_timesteps(steps)
+        outputs = []
+        for timestep in self.scheduler.timesteps:
+            for scale in (1.0, -1.0):
+                inputs = {**self.inputs, "hidden_states": scale * self.inputs["hidden_states"],
+                          "timestep": timestep.expand(2)}
+                with torch.no_grad():
+                    outputs.append(self.transformer(**inputs, return_dict=False)[0])
+            self.scheduler.step(torch.zeros(1), timestep, torch.zeros(1))
+        return outputs
+
+
+def test_compiled_reuse_plan_has_one_graph_per_phase_and_parity():
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    model, inputs, grid = build("pixart")
+    pipe = TinyPipeline(model, inputs)
+    proxy = genaccel.ProxyAttentionConfig(window=window_for(grid))
+    plan = plan_for(model, grid, [[StepReuse(proxy), proxy]] * blocks_of(model, grid), phase_starts=(0, 2))
+    genaccel.apply(pipe, plan)
+    eager = pipe(steps=4)
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("eager")
+    pipe.transformer = torch.compile(model, backend=counter, fullgraph=True)
+    try:
+        for _ in range(3):
+            compiled = pipe(steps=4)
+        assert counter.frame_count <= 4  # (phase 0, even), (phase 0, odd), (phase 1, even), (phase 1, odd)
+        for got, expected in zip(compiled, eager):
+            torch.testing.assert_close(got, expected)
+    finally:
+        pipe.transformer = model
+        genaccel.remove(pipe)
+        torch._dynamo.reset()
 
 
 def test_reuse_choices_round_trip_as_text(tmp_path):
