@@ -10,6 +10,7 @@ import torch._dynamo
 from torch._dynamo.testing import CompileCounterWithBackend
 
 import genaccel
+from genaccel.attention.reuse import StepReuse
 from genaccel.plans import CostModel, SparsityPlan, parse_choice
 from tests.attention.test_compile import TinyPipeline, window_for
 from tests.attention.tiny_models import FAMILY_BUILDERS, build
@@ -115,21 +116,28 @@ def test_expected_speedup_is_the_cost_model_weighted_by_phase_length():
     assert plan.expected_speedup == pytest.approx(4 * dense_call / (first + 3 * rest), rel=1e-12)
 
 
-def test_compiled_plan_has_one_graph_per_phase():
+@pytest.mark.parametrize("reuse", [False, True])
+def test_compiled_plan_has_one_graph_per_phase(reuse):
+    """Without "+reuse": one graph per phase; with it: one per phase and step parity (0, 1 | 2, 3)."""
     model, inputs, grid = build("pixart")
     pipe = TinyPipeline(model, inputs)
     window = window_for(grid)
-    rows = [[None, genaccel.ProxyAttentionConfig(window=window), genaccel.WindowAttentionConfig(window=window)]] * 2
-    plan = plan_for(model, grid, rows, phase_starts=(0, 1, 2), steps=3)
+    proxy = genaccel.ProxyAttentionConfig(window=window)
+    if reuse:
+        rows, phase_starts, steps, graphs = [[StepReuse(proxy), proxy]] * 2, (0, 2), 4, 4
+    else:
+        rows, phase_starts, steps, graphs = [[None, proxy, genaccel.WindowAttentionConfig(window=window)]] * 2, \
+            (0, 1, 2), 3, 3
+    plan = plan_for(model, grid, rows, phase_starts=phase_starts, steps=steps)
     genaccel.apply(pipe, plan)
-    eager = pipe(steps=3)
+    eager = pipe(steps=steps)
     torch._dynamo.reset()
     counter = CompileCounterWithBackend("eager")
     pipe.transformer = torch.compile(model, backend=counter, fullgraph=True)
     try:
-        for _ in range(2):
-            compiled = pipe(steps=3)
-        assert counter.frame_count == 3
+        for _ in range(3):
+            compiled = pipe(steps=steps)
+        assert counter.frame_count == graphs
         for got, expected in zip(compiled, eager):
             torch.testing.assert_close(got, expected)
     finally:
