@@ -66,21 +66,24 @@ def _flat(output: Any) -> torch.Tensor:
 
 class _ErrorRecorder:
     """Forward hook on one attention module: reruns it with every candidate and accumulates the
-    squared error against the dense output, per (step, option). Options: the K candidates, then each
-    candidate and dense with step reuse (their error on odd steps is that of the previous step's
-    output, kept per pass; on even steps that of computing it)."""
+    squared error against the dense output, per (step, option). Options: the K candidates, then (with
+    `step_reuse`) each candidate and dense with step reuse: their error on odd steps is that of the
+    previous even step's output, on even steps that of computing it. Only even steps' outputs are
+    kept, per pass, in the module's dtype, until the next step (memory: one step of K + 1 outputs)."""
 
     def __init__(self, family, block_index: int, state: LayoutState, counter: SchedulerStepCounter,
-                 candidates: Callable[[tuple[int, ...]], list[SparseAttentionConfig]]):
+                 candidates: Callable[[tuple[int, ...]], list[SparseAttentionConfig]], step_reuse: bool):
         self.family, self.block_index, self.state, self.counter = family, block_index, state, counter
         self.candidates = candidates
+        self.step_reuse = step_reuse
         self.processors: list | None = None
         self.squared_error: dict[tuple[int, int], float] = {}  # (step, option) -> sum of squares
         self.reference: dict[int, float] = {}  # step -> sum of squares of the dense output
         self.running = False
-        self.key: tuple[int, int] | None = None  # (call, step) of `now`
-        self.now: list[list[torch.Tensor]] = []  # per pass: each candidate's output, then dense's
-        self.before: list[list[torch.Tensor]] = []  # the same for the step before, if it was step - 1
+        self.key: tuple[int, int] | None = None  # (call, step) of the calls being counted in `passes`
+        self.passes = 0
+        self.kept: list[list[torch.Tensor]] = []  # per pass of the last even step: candidates', then dense's output
+        self.kept_key: tuple[int, int] | None = None
 
     def __call__(self, module, args, kwargs, output) -> None:
         if self.running or self.state.grid is None:
@@ -91,8 +94,9 @@ class _ErrorRecorder:
                                for config in self.candidates(self.state.grid)]
         call, step = self.state.call, self.counter.step
         if (call, step) != self.key:
-            self.before = self.now if self.key == (call, step - 1) else []
-            self.key, self.now = (call, step), []
+            self.key, self.passes = (call, step), 0
+            if step % 2 == 0:
+                self.kept, self.kept_key = [], (call, step)
         dense = _flat(output)
         self.reference[step] = self.reference.get(step, 0.0) + float(dense.square().sum())
         self.running = True
@@ -105,10 +109,18 @@ class _ErrorRecorder:
             module.processor = original
             self.running = False
         outputs.append(dense)
-        passes = len(self.now)
-        previous = self.before[passes] if step % 2 == 1 and passes < len(self.before) else outputs
-        self.now.append(outputs)
-        for index, computed in enumerate(outputs[:-1] + previous):
+        options = outputs[:-1]
+        if self.step_reuse:
+            if step % 2 == 0:
+                dtype = (output if torch.is_tensor(output) else output[0]).dtype
+                self.kept.append([o.to(dtype) for o in outputs])
+                options = options + outputs
+            elif self.kept_key == (call, step - 1) and self.passes < len(self.kept):
+                options = options + [o.float() for o in self.kept[self.passes]]
+            else:  # nothing to reuse: the block computes, as the processor does
+                options = options + outputs
+        self.passes += 1
+        for index, computed in enumerate(options):
             error = float((computed - dense).square().sum())
             self.squared_error[step, index] = self.squared_error.get((step, index), 0.0) + error
 
@@ -148,7 +160,8 @@ def _check_calls(calls: Sequence[dict]) -> list[dict]:
     return calls
 
 
-def _measure(pipe, transformer, family, modules, calls, candidates, phases: int, bar) -> _Measurement:
+def _measure(pipe, transformer, family, modules, calls, candidates, phases: int, step_reuse: bool,
+             bar) -> _Measurement:
     state = LayoutState()
     counter = SchedulerStepCounter(pipe, [state], 0)
     grid_recorder = family.record_grid(pipe, [state]) if family.record_grid is not None else None
@@ -166,7 +179,7 @@ def _measure(pipe, transformer, family, modules, calls, candidates, phases: int,
             chosen.extend(candidates if candidates is not None else default_candidates(grid))
         return chosen
 
-    recorders = [_ErrorRecorder(family, block, state, counter, candidates_at) for block, _, _ in modules]
+    recorders = [_ErrorRecorder(family, block, state, counter, candidates_at, step_reuse) for block, _, _ in modules]
     handles = [transformer.register_forward_pre_hook(record_grid, with_kwargs=True)]
     handles += [module.register_forward_hook(recorder, with_kwargs=True)
                 for recorder, (_, _, module) in zip(recorders, modules)]
@@ -193,7 +206,7 @@ def _measure(pipe, transformer, family, modules, calls, candidates, phases: int,
     phases = max(1, min(phases, steps))
     phase_starts = tuple(sorted({round(p * steps / phases) for p in range(phases)}))
     bounds = (*phase_starts, steps)
-    errors = np.zeros((len(modules), len(phase_starts), 2 * len(chosen) + 1))
+    errors = np.zeros((len(modules), len(phase_starts), 2 * len(chosen) + 1 if step_reuse else len(chosen)))
     for block, recorder in enumerate(recorders):
         for p in range(len(phase_starts)):
             step_range = range(bounds[p], bounds[p + 1])
@@ -319,11 +332,11 @@ def _search(pipe, transformer, family, modules, calls, candidates, phases, metri
         _outputs(pipe, calls[0], 0)  # one plain dense call: the unit of cost, and a warm-up
         dense_seconds = time.perf_counter() - dense_started
         bar.update(1)
-        measured = _measure(pipe, transformer, family, modules, calls, candidates, phases, bar)
+        measured = _measure(pipe, transformer, family, modules, calls, candidates, phases, step_reuse, bar)
         cost_model = CostModel.of(transformer, [module for _, _, module in modules], measured.grid)
         computed = [c.__class__(window=c.window, shift=c.shift, backend=backend) for c in measured.candidates]
         options = computed + [StepReuse(c) for c in computed] + [StepReuse(None)]
-        errors = measured.errors if step_reuse else measured.errors[:, :, :len(computed)]
+        errors = measured.errors
         options = options[:errors.shape[2]]
 
         def cost(block: int, choice) -> float:  # per step on average: a reused block computes every other step
