@@ -85,3 +85,43 @@ def test_bad_calibration_input_gets_one_line_errors(pipe):
         with pytest.raises(ValueError, match="already has genaccel attention"):
             genaccel.calibrate(pipe, good, target_psnr=30)
     assert not genaccel.is_applied(pipe)
+
+
+def test_measured_reuse_error_is_the_step_to_step_change_of_the_dense_outputs(pipe):
+    """The error recorded for "dense +reuse" is exactly how much each block's dense output moves
+    from an even step to the next odd one, relative to the phase's dense outputs."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from genaccel.api import _attention_modules
+    from genaccel.attention.families import family_of
+    from genaccel.plans.calibrate import _measure, _outputs
+
+    transformer = pipe.transformer
+    family = family_of(transformer)
+    modules = _attention_modules(transformer, family)
+    call = calls([3], [4])
+    dense: list[list] = [[] for _ in modules]
+    handles = [module.register_forward_hook(
+        lambda module, args, output, i=i: dense[i].append(output.detach().double().reshape(-1).clone()))
+        for i, (_, _, module) in enumerate(modules)]
+    try:
+        _outputs(pipe, call[0], 0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert all(len(steps) == STEPS for steps in dense)  # one transformer pass per step
+    candidates = [genaccel.ProxyAttentionConfig(window=(8, 8))]
+    bar = SimpleNamespace(update=lambda n=1: None)
+    measured = _measure(pipe, transformer, family, modules, call, candidates, 2, True, bar)
+    assert measured.errors.shape == (len(modules), 2, 3)  # proxy, proxy +reuse, dense +reuse
+    bounds = (*measured.phase_starts, STEPS)
+    for i, outputs in enumerate(dense):
+        for p in range(2):
+            steps = range(bounds[p], bounds[p + 1])
+            moved = sum(float((outputs[s - 1] - outputs[s]).square().sum()) for s in steps if s % 2 == 1)
+            size = sum(float(outputs[s].square().sum()) for s in steps)
+            np.testing.assert_allclose(measured.errors[i, p, 2], (moved / size) ** 0.5, rtol=1e-4)
+    without = _measure(pipe, transformer, family, modules, call, candidates, 2, False, bar)
+    np.testing.assert_array_equal(without.errors, measured.errors[:, :, :1])

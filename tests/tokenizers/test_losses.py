@@ -121,6 +121,14 @@ def test_perceptual_run_with_the_registry_inception(tmp_path):
         resolve_weights(INCEPTION)
     except WeightsNotFoundError:
         pytest.skip("the registry Inception weights are not installed (`genaccel weights fetch inception`)")
+    from genaccel.eval.inception import load_inception
+
+    network = load_inception()
+    perceptual = InceptionPerceptualLoss.from_registry(resize=32)
+    for name, module in perceptual.stem.items():  # the FID network's own stem, not a fresh one
+        assert torch.equal(module.conv.weight, getattr(network, name).conv.weight)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert perceptual(x, x).item() == 0.0 and perceptual(x.flip(-1), x).item() > 0
     assert main(["train-tokenizer", str(tmp_path), *ARGS, "--max-steps", "2", "--perceptual-weight", "1",
                  "--perceptual-resize", "32"]) == 0
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
