@@ -22,18 +22,21 @@ _HELP = {
     "max_minutes": "stop and save after this many minutes (0: no limit)",
     "init_from": "a checkpoint folder whose model weights start this run (fresh optimizer, EMA and step)",
     "sample_every": "write a sample grid PNG every N steps (0: only at the end)",
+    "loss_weighting": "uniform (plain MSE) or min-snr (Min-SNR-gamma weights; faster convergence)",
+    "min_snr_gamma": "gamma of --loss-weighting min-snr (default 5, the paper's)",
     "vae": "train in a tokenizer's latent space: reference:multi-scale, reference:single-scale or a tokenizer "
            "folder / checkpoint (default: pixel space)",
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from genaccel.train.diffusion import ARCHS, MIXED_PRECISION, PREDICTION_TYPES, TrainConfig
+    from genaccel.train.diffusion import ARCHS, LOSS_WEIGHTINGS, MIXED_PRECISION, PREDICTION_TYPES, TrainConfig
 
     parser = subparsers.add_parser("train", help="train a class-conditional diffusion transformer (pixels or latents)",
                                    description=__doc__)
     parser.add_argument("output_dir", help="where checkpoints, samples, log.jsonl and final/ go")
-    choices = {"arch": ARCHS, "prediction_type": PREDICTION_TYPES, "mixed_precision": MIXED_PRECISION}
+    choices = {"arch": ARCHS, "prediction_type": PREDICTION_TYPES, "mixed_precision": MIXED_PRECISION,
+               "loss_weighting": LOSS_WEIGHTINGS}
     add_config_arguments(parser, TrainConfig, _HELP, choices)
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder to continue from")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")

@@ -30,6 +30,7 @@ ARCHS = ("dit", "ptdit", "lamamba", "wan")
 VIDEO_ARCHS = ("wan",)
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+LOSS_WEIGHTINGS = ("uniform", "min-snr")
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     patch_size: int = 2
     window_size: int = 0  # ptdit / lamamba attention window (tokens per side); 0: the model's default
     prediction_type: str = "epsilon"
+    loss_weighting: str = "uniform"  # "min-snr": Min-SNR-gamma (Hang et al. 2023), per-timestep loss weights
+    min_snr_gamma: float = 5.0
     beta_schedule: str = "squaredcos_cap_v2"
     num_train_timesteps: int = 1000
     batch_size: int = 16
@@ -77,6 +80,10 @@ class TrainConfig:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
+        if self.min_snr_gamma <= 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.window_size < 0:
@@ -242,9 +249,22 @@ def batch_indices(num_items: int, step: int, batch_size: int, rank: int, num_pro
     return order[start:start + batch_size]
 
 
+def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023): min(SNR, gamma) expressed for the scheduler's target,
+    min(SNR, gamma) / SNR for epsilon and min(SNR, gamma) / (SNR + 1) for v-prediction, so that every
+    target's loss equals min(SNR, gamma) times the squared error of the denoised image."""
+    alpha_bar = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].double()
+    snr = alpha_bar / (1.0 - alpha_bar)
+    clipped = snr.clamp(max=gamma)
+    weights = clipped / snr if scheduler.config.prediction_type == "epsilon" else clipped / (snr + 1.0)
+    return weights.float()
+
+
 def diffusion_loss(model: nn.Module, scheduler, images: torch.Tensor, labels: torch.Tensor,
-                   generator: torch.Generator, null_label: int, class_dropout: float) -> torch.Tensor:
-    """MSE between the model's prediction and the scheduler's target for randomly noised `images`."""
+                   generator: torch.Generator, null_label: int, class_dropout: float,
+                   min_snr_gamma: float | None = None) -> torch.Tensor:
+    """MSE between the model's prediction and the scheduler's target for randomly noised `images`;
+    with `min_snr_gamma`, each sample's MSE is weighted by `min_snr_weights`."""
     noise = torch.randn(images.shape, generator=generator).to(images.device)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],),
                               generator=generator).to(images.device)
@@ -252,7 +272,11 @@ def diffusion_loss(model: nn.Module, scheduler, images: torch.Tensor, labels: to
     labels = torch.where(drop, torch.full_like(labels, null_label), labels)
     noisy = scheduler.add_noise(images, noise, timesteps)
     target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(images, noise, timesteps)
-    return torch.nn.functional.mse_loss(predict(model, noisy, timesteps, labels).float(), target.float())
+    error = (predict(model, noisy, timesteps, labels).float() - target.float()).pow(2)
+    if min_snr_gamma is None:
+        return error.mean()
+    per_sample = error.flatten(1).mean(1)
+    return (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
 
 
 def predict(model: nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -447,7 +471,8 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step)
         with accelerator.autocast():
-            loss = diffusion_loss(model, scheduler, batch, labels[index], generator, num_classes, config.class_dropout)
+            loss = diffusion_loss(model, scheduler, batch, labels[index], generator, num_classes, config.class_dropout,
+                                  config.min_snr_gamma if config.loss_weighting == "min-snr" else None)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
         accelerator.backward(loss)
