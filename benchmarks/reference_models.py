@@ -3,8 +3,9 @@
 Samples the same classes from the same seeds with dense attention and with genaccel's proxy and
 window attention, and reports PSNR/SSIM of the sparse images against the dense ones and the
 wall-clock time of one pipeline call (median of runs, same process). With `--fid-samples N` it also
-samples N class-balanced images per setting and reports legacy-tf FID against N held-out real images
-of the shapes dataset and, for the sparse settings, against the dense samples. Writes the table into
+samples N images per setting and reports legacy-tf FID / KID against held-out real images (N
+class-balanced shapes for the shapes model; `--real FOLDER`, with labels in its class proportions,
+for any other bundle given as `--model FOLDER`) and, for the sparse settings, against the dense samples. Writes the table into
 the "reference-models" section of BENCHMARKS.md and sample grids into docs/.
 
     python benchmarks/reference_models.py --threads 1 --fid-samples 256
@@ -38,7 +39,8 @@ from genaccel.eval.kid import kernel_inception_distance  # noqa: E402
 from genaccel.bench.markdown import git_commit, markdown_table, update_section  # noqa: E402
 from genaccel.eval.timing import time_callable  # noqa: E402
 from genaccel.pipelines.class_conditional import image_grid  # noqa: E402
-from genaccel.pipelines.reference import REFERENCE_DIR, load_reference_pipeline  # noqa: E402
+from genaccel.pipelines.reference import REFERENCE_DIRS  # noqa: E402
+from genaccel.train.bundle import load_bundled_pipeline  # noqa: E402
 
 
 def variants(steps: int) -> dict[str, genaccel.config.SparseAttentionConfig | None]:
@@ -105,6 +107,45 @@ def heldout_real_images(count: int, num_classes: int, num_images: int, size: int
     return torch.stack(chosen)
 
 
+def proportional_labels(count: int, real_labels: list[int]) -> list[int]:
+    """`count` labels with the class proportions of `real_labels` (cycled in order, so exact when count
+    is a multiple of their number)."""
+    if not real_labels:
+        raise ValueError("the real folder has no labelled images")
+    return [real_labels[k % len(real_labels)] for k in range(count)]
+
+
+def real_images(data: dict, count: int, num_classes: int, real: str | None) -> tuple[torch.Tensor, list[int]]:
+    """(uint8 real images, labels to generate) for FID against data a model never trained on.
+
+    `real` (a held-out folder with labels.csv): all its images, and `count` labels in its class
+    proportions. Without it, a model trained on the generated shapes (`data` is its training config)
+    gets `count` held-out shapes with `balanced_labels`; any other model needs `real`.
+    """
+    if real is not None:
+        from genaccel.data.image_folder import ImageFolderDataset
+
+        folder = ImageFolderDataset(real)
+        images = torch.stack([((folder[k][0] + 1) * 127.5).round().to(torch.uint8) for k in range(len(folder))])
+        return images, proportional_labels(count, list(folder.labels))
+    if data.get("data") != "shapes":
+        raise ValueError(f"the model was trained on {data.get('data')!r}, not the generated shapes: pass --real "
+                         "with its held-out images (`genaccel make-data emoji OUT` writes OUT/heldout)")
+    images = heldout_real_images(count, num_classes, data["num_images"], data["image_size"], data["data_seed"])
+    return images, balanced_labels(count, num_classes)
+
+
+def model_folder(model: str) -> Path:
+    """The bundle folder of `model`: a kind of genaccel.pipelines.reference ('image', 'video') or a folder
+    written by `python -m genaccel.train.bundle`."""
+    if model in REFERENCE_DIRS:
+        return REFERENCE_DIRS[model]
+    if not (Path(model) / "manifest.json").exists():
+        raise ValueError(f"--model must be one of {sorted(REFERENCE_DIRS)} or a bundled pipeline folder (with "
+                         f"manifest.json), got {model!r}")
+    return Path(model)
+
+
 def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, names: list[str]) -> None:
     """A one-line parser error for the first option in `names` below 1 (counts of runs, images, steps)."""
     for name in names:
@@ -136,6 +177,11 @@ def main() -> None:
     parser.add_argument("--scale-steps", type=int, default=5, help="DDIM steps per timed call at --scale-sizes (default 5)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="image",
+                        help="a bundled reference kind (image) or a bundle folder (default image)")
+    parser.add_argument("--real", default=None,
+                        help="held-out real images (folder with labels.csv) for FID; needed unless the model was "
+                             "trained on the generated shapes")
     parser.add_argument("--fid-samples", type=int, default=256,
                         help="images per setting (and held-out real images) for FID; 0 skips FID (default 256)")
     parser.add_argument("--fid-batch", type=int, default=64, help="images per pipeline call for FID (default 64)")
@@ -150,7 +196,12 @@ def main() -> None:
                                     "scale_steps", "threads", "fid_batch"])
     torch.set_num_threads(args.threads)
 
-    pipe = load_reference_pipeline()
+    try:
+        folder = model_folder(args.model)
+    except ValueError as error:
+        parser.error(str(error))
+    pipe = load_bundled_pipeline(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
     pipe.set_progress_bar_config(disable=True)
     labels = [c for _ in range(args.per_class) for c in range(pipe.num_classes)]
 
@@ -160,7 +211,12 @@ def main() -> None:
     bad_sizes = [size for size in args.scale_sizes if size < patch or size % patch]
     if bad_sizes:
         parser.error(f"--scale-sizes must be positive multiples of the patch size ({patch}), got {bad_sizes}")
-    fid_labels = balanced_labels(args.fid_samples, pipe.num_classes)
+    real, fid_labels = None, []
+    if args.fid_samples:
+        try:
+            real, fid_labels = real_images(manifest["info"]["config"], args.fid_samples, pipe.num_classes, args.real)
+        except ValueError as error:
+            parser.error(str(error))
 
     def sample(batch: list[int] = labels, steps: int = args.steps) -> torch.Tensor:
         generator = torch.Generator().manual_seed(args.seed)
@@ -200,13 +256,9 @@ def main() -> None:
         load_after = os.getloadavg()[0]
         print(f"{name}: {timing.median_s:.3f} s", flush=True)
 
-    manifest = json.loads((REFERENCE_DIR / "manifest.json").read_text())
     fid_real, fid_dense = {}, {}
     if fid_labels:
-        data = manifest["info"]["config"]
         extractor = InceptionExtractor("legacy-tf")
-        real = heldout_real_images(len(fid_labels), pipe.num_classes, data["num_images"], data["image_size"],
-                                   data["data_seed"])
         real_features = extractor(real).numpy()
         features = {name: extractor(batch).numpy() for name, batch in tqdm(fid_images.items(), desc="Inception")}
         for name, fake in features.items():
@@ -228,28 +280,34 @@ def main() -> None:
     docs.mkdir(parents=True, exist_ok=True)
     to_pil = lambda batch: [Image.fromarray((x.permute(1, 2, 0) * 255).round().byte().numpy()) for x in batch]
     grid = image_grid(to_pil(dense), columns=pipe.num_classes)
-    grid.resize((grid.width * 2, grid.height * 2), Image.Resampling.NEAREST).save(docs / "demo_dit_samples.png")
+    grid.resize((grid.width * 2, grid.height * 2), Image.Resampling.NEAREST).save(docs / f"{folder.name}_samples.png")
     first_row = slice(0, pipe.num_classes)
     compare = image_grid([im for name in settings for im in to_pil(images[name][first_row])], columns=pipe.num_classes)
     compare.resize((compare.width * 2, compare.height * 2), Image.Resampling.NEAREST).save(
-        docs / "demo_dit_dense_vs_sparse.png")
+        docs / f"{folder.name}_dense_vs_sparse.png")
 
-    manifest_steps = manifest["info"].get("steps")
+    data = manifest["info"]["config"]
+    size, tokens = data["image_size"], (data["image_size"] // patch) ** 2
+    trained_on = "the generated shapes dataset" if data["data"] == "shapes" else f"`{data['data']}`"
+    real_name = f"held-out real images of `{args.real}`" if args.real else "held-out real shapes with the same class counts"
     n = len(fid_labels)
+    label_counts = ("labels in the real images' class proportions" if args.real else
+                    f"{n // pipe.num_classes}{'+' if n % pipe.num_classes else ''} per class")
     fid_columns = [f"FID vs held-out real ({n})", f"KID vs held-out real ({n})", f"FID vs dense ({n})"] if n else []
     fid_note = (
-        f"FID (legacy-tf preprocessing, genaccel.eval): {n} generated images per setting ({n // pipe.num_classes}"
-        f"{'+' if n % pipe.num_classes else ''} per class, {args.steps} DDIM steps, guidance {args.guidance_scale}, "
+        f"FID (legacy-tf preprocessing, genaccel.eval): {n} generated images per setting ({label_counts}, "
+        f"{args.steps} DDIM steps, guidance {args.guidance_scale}, "
         f"batches of {args.fid_batch} seeded {args.seed + 1}, {args.seed + 2}, ... - the same labels and seeds for "
-        f"every setting) against {n} held-out real shapes with the same class counts, and each sparse setting "
+        f"every setting) against {len(real) if n else 0} {real_name}, and each sparse setting "
         f"against the dense samples. FID from {n} samples is biased upward (2048-d features, few samples) and only "
         f"comparable with FID at the same N; its differences between settings are what this table shows. "
         f"KID (unbiased at any N): mean ± std over 100 subsets of {max(2, min(n, 2000) // 2)}. FID ± its std over "
         "10 bootstrap resamples."
         if n else "FID: not measured in this run (`--fid-samples 0`).")
     body = "\n".join([
-        f"Bundled reference model `demo_dit` (DiTTransformer2DModel, 32x32 pixels, 16x16 tokens, trained "
-        f"on the shapes dataset; {manifest_steps} steps in its last phase, see docs/training.md), {len(labels)} images ({args.per_class} per class), "
+        f"Bundled model `{folder.name}` ({manifest['transformer_class']}, {size}x{size} pixels, {tokens} tokens, "
+        f"trained on {trained_on}; {manifest['info'].get('steps')} steps in its last phase, see docs/training.md), "
+        f"{len(labels)} images ({args.per_class} per class), "
         f"{args.steps} DDIM steps, guidance {args.guidance_scale} (a CFG batch of {2 * len(labels)}), seed {args.seed}. "
         "PSNR/SSIM: sparse-attention images against the dense images from the same seeds. "
         f"Time: one pipeline call of {args.time_images} images and {args.time_steps} DDIM steps (same guidance), "
@@ -267,7 +325,7 @@ def main() -> None:
         f"--scale-sizes {' '.join(map(str, args.scale_sizes))} --scale-images {args.scale_images} "
         f"--scale-steps {args.scale_steps} "
         f"--threads {args.threads} --seed {args.seed} --fid-samples {args.fid_samples} --fid-batch {args.fid_batch} "
-        f"--section {args.section}`.",
+        f"--model {args.model}{f' --real {args.real}' if args.real else ''} --section {args.section}`.",
         "",
         markdown_table(["attention", "CPU time / call (s)", "speed-up",
                         *[f"speed-up at {size}x{size} ({(size // patch) ** 2} tokens)" for size in args.scale_sizes],
@@ -275,7 +333,7 @@ def main() -> None:
                         *fid_columns, "GPU"], rows),
         "",
         fid_note,
-        "Grids: docs/demo_dit_samples.png (dense), docs/demo_dit_dense_vs_sparse.png (rows in table order).",
+        f"Grids: docs/{folder.name}_samples.png (dense), docs/{folder.name}_dense_vs_sparse.png (rows in table order).",
     ])
     update_section(args.out, args.section, body)
     print(body)

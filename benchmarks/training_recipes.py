@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from reference_models import fid_and_kid
+from reference_models import fid_and_kid, proportional_labels
 from trained_models import checkpoint_of, parse_run, sample_features
 
 from genaccel.bench.markdown import git_commit, markdown_table, update_section
@@ -55,14 +55,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.steps) < 1:
         parser.error(f"--step must be >= 1, got {min(args.steps)}")
     return args
-
-
-def proportional_labels(count: int, real_labels: list[int]) -> list[int]:
-    """`count` labels with the class proportions of `real_labels` (cycled in order, so exact when count
-    is a multiple of their number)."""
-    if not real_labels:
-        raise ValueError("the real folder has no labelled images")
-    return [real_labels[k % len(real_labels)] for k in range(count)]
 
 
 def config_changes(config: dict, baseline: dict) -> str:

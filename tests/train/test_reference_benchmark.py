@@ -51,3 +51,32 @@ def test_require_positive_names_the_first_bad_option(capsys):
     with pytest.raises(SystemExit):
         bench.require_positive(parser, argparse.Namespace(runs=1, time_steps=0), ["runs", "time_steps"])
     assert "--time-steps must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_proportional_labels_follow_the_real_class_proportions():
+    assert bench.proportional_labels(6, [0, 0, 1]) == [0, 0, 1, 0, 0, 1]
+    with pytest.raises(ValueError, match="no labelled images"):
+        bench.proportional_labels(3, [])
+
+
+def test_real_images_of_a_folder_or_of_the_shapes(tmp_path):
+    from genaccel.data.shapes import save_shapes
+
+    save_shapes(tmp_path / "data", num_images=40, size=16, seed=0, progress=False)
+    images, labels = bench.real_images({"data": "elsewhere"}, 7, 8, str(tmp_path / "data" / "heldout"))
+    heldout = ShapesDataset(40, 16, 0, split="heldout")
+    assert images.dtype == torch.uint8 and len(images) == len(heldout)
+    assert labels == [heldout.image(k % len(heldout))[1] for k in range(7)]
+    shapes = {"data": "shapes", "num_images": 400, "image_size": 16, "data_seed": 0}
+    images, labels = bench.real_images(shapes, 16, 8, None)
+    assert torch.equal(images, bench.heldout_real_images(16, 8, 400, 16, 0)) and labels == bench.balanced_labels(16, 8)
+    with pytest.raises(ValueError, match="pass --real"):
+        bench.real_images({"data": "/data/emoji32/train"}, 4, 8, None)
+
+
+def test_model_folder_takes_a_kind_or_a_bundle(tmp_path):
+    assert bench.model_folder("image") == bench.REFERENCE_DIRS["image"]
+    (tmp_path / "manifest.json").write_text("{}")
+    assert bench.model_folder(str(tmp_path)) == tmp_path
+    with pytest.raises(ValueError, match="bundled pipeline folder"):
+        bench.model_folder(str(tmp_path / "missing"))

@@ -47,12 +47,6 @@ def test_compares_runs_at_each_step_and_names_what_changed(tmp_path, monkeypatch
     assert "<!-- BEGIN training-recipes -->" in text and "biased upward" in text
 
 
-def test_labels_follow_the_real_class_proportions():
-    assert bench.proportional_labels(6, [0, 0, 1]) == [0, 0, 1, 0, 0, 1]
-    with pytest.raises(ValueError, match="no labelled images"):
-        bench.proportional_labels(3, [])
-
-
 def test_a_step_a_run_did_not_reach_is_named(tmp_path):
     (tmp_path / "run" / "checkpoints" / "step-2").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "step-2" / "state.json").write_text("{}")
