@@ -30,7 +30,9 @@ from genaccel.bench.markdown import git_commit, markdown_table, update_section
 from genaccel.eval.intervals import frechet_sample_note
 from genaccel.train.diffusion import pipeline_from_checkpoint
 
-IGNORED = {"output_dir", "max_minutes", "max_steps", "checkpoint_every", "sample_every", "init_from"}
+# fields that do not change what a run learns (bookkeeping and the sample grids' sampler)
+IGNORED = {"output_dir", "max_minutes", "max_steps", "checkpoint_every", "sample_every", "init_from", "log_every",
+           "sample_steps", "guidance_scale"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from genaccel.eval.fid import InceptionExtractor
 
     checkpoints = {(name, step): checkpoint_of(folder, step) for name, folder in args.runs for step in args.steps}
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), git_commit()  # the code that ran, not the tree at the end
     real_set = ImageFolderDataset(args.real)
     real = torch.stack([((real_set[k][0] + 1) * 127.5).round().to(torch.uint8) for k in range(len(real_set))])
     labels = proportional_labels(args.fid_samples, list(real_set.labels))
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                      "n/a" if loss is None else f"{loss:.4f}", fid.format(2), f"{kid_mean:.4f} ± {kid_std:.4f}"])
     wall = time.perf_counter() - started
     command = "python benchmarks/training_recipes.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    body = (f"Device: CPU ({torch.get_num_threads()} threads); torch {torch.__version__}; commit {git_commit()}; "
+    body = (f"Device: CPU ({torch.get_num_threads()} threads); torch {torch.__version__}; commit {commit}; "
             f"GPU: not measured. Command: `{command.strip()}` ({wall / 60:.1f} min).\n\n"
             f"Baseline recipe ({args.runs[0][0]}): `{config_changes(baseline, {})}`. Each run: EMA weights at the "
             f"step; {args.fid_samples} samples ({args.sample_steps} DDIM steps, guidance {args.guidance_scale}) "
