@@ -2,24 +2,12 @@
 
 import sys
 
-import torch
 
 from genaccel import SparsityPlan
-from tests.benchmark_scripts import BENCHMARKS, load_benchmark
+from tests.benchmark_scripts import BENCHMARKS, PixelStatistics, load_benchmark
 
 sys.path.insert(0, str(BENCHMARKS))  # calibration imports reference_models
 bench = load_benchmark("calibration")
-
-
-class PixelStatistics:
-    """Stands in for the Inception network (minutes on CPU): 6 features per image, its channel means and stds."""
-
-    def __init__(self, mode):
-        assert mode == "legacy-tf"
-
-    def __call__(self, images):
-        images = images.float() / 255
-        return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
 
 
 def test_the_plan_and_every_uniform_config_are_measured_on_unseen_outputs(tmp_path, monkeypatch):

@@ -6,21 +6,10 @@ import sys
 import pytest
 import torch
 
-from tests.benchmark_scripts import BENCHMARKS, load_benchmark
+from tests.benchmark_scripts import BENCHMARKS, PixelStatistics, load_benchmark
 
 sys.path.insert(0, str(BENCHMARKS))  # latent_diffusion imports its siblings
 bench = load_benchmark("latent_diffusion")
-
-
-class PixelStatistics:
-    """Stands in for the Inception network (minutes on CPU): 6 features per image, its channel means and stds."""
-
-    def __init__(self, mode):
-        assert mode == "legacy-tf"
-
-    def __call__(self, images):
-        images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-        return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
 
 
 def test_trains_each_tokenizer_once_and_measures_every_checkpoint(tmp_path, monkeypatch):

@@ -3,23 +3,11 @@
 import sys
 
 import pytest
-import torch
 
-from tests.benchmark_scripts import BENCHMARKS, load_benchmark
+from tests.benchmark_scripts import BENCHMARKS, PixelStatistics, load_benchmark
 
 sys.path.insert(0, str(BENCHMARKS))  # training_recipes imports its siblings
 bench = load_benchmark("training_recipes")
-
-
-class PixelStatistics:
-    """Stands in for the Inception network (minutes on CPU): 6 features per image, its channel means and stds."""
-
-    def __init__(self, mode):
-        assert mode == "legacy-tf"
-
-    def __call__(self, images):
-        images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-        return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
 
 
 def test_compares_runs_at_each_step_and_names_what_changed(tmp_path, monkeypatch):
