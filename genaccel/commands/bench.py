@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="speed and fidelity of sparse attention on a diffusers pipeline",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="demo",
-                        help="`demo` (the reference DiT genaccel trained, 32 px), `demo-random` (a 4096-token DiT with "
+                        help="`demo` (the reference DiT genaccel trained, 32 px), `demo-emoji` (its emoji DiT, 32 px), "
+                             "`demo-random` (a 4096-token DiT with "
                              "random weights, for speed), a local pipeline folder or a hub id (default: demo)")
     parser.add_argument("--methods", nargs="+", default=["dense", "proxy:4x4", "window:8x8"],
                         help="dense, proxy:HxW, window:HxW, with +shift / +alternate / +dense-steps=N ..., "

@@ -14,7 +14,7 @@ from genaccel.commands._support import default_device, user_errors
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("calibrate", help="calibrate a per-block, per-step sparse attention plan",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="`demo`, `demo-random`, a local pipeline folder or a hub id (as genaccel bench)")
+    parser.add_argument("model", help="`demo`, `demo-emoji`, `demo-random`, a local pipeline folder or a hub id (as genaccel bench)")
     parser.add_argument("--out", required=True, help="where to write the plan JSON")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--target-psnr", type=float, default=None,

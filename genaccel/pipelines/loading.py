@@ -18,12 +18,12 @@ def parse_dtype(name: str) -> torch.dtype:
 
 
 def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    """`demo` (the bundled reference DiT), `demo-random` (the 4096-token DiT with random weights), a local
-    folder, or a hub id, through DiffusionPipeline.from_pretrained."""
-    if model == "demo":
+    """`demo` (the bundled reference DiT), `demo-emoji` (the bundled emoji DiT), `demo-random` (the 4096-token
+    DiT with random weights), a local folder, or a hub id, through DiffusionPipeline.from_pretrained."""
+    if model in ("demo", "demo-emoji"):
         from genaccel.pipelines.reference import load_reference_pipeline
 
-        return load_reference_pipeline(device=device, dtype=dtype)
+        return load_reference_pipeline("image" if model == "demo" else "emoji", device=device, dtype=dtype)
     if model == "demo-random":
         from genaccel.pipelines.demo import load_demo_pipeline
 
@@ -32,10 +32,10 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: torch.d
 
     if not Path(model).exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         raise ValueError(f"no pipeline folder at {model}; pass a local folder with model_index.json, a hub id "
-                         "(owner/name, needs the hub or its cache), `demo` or `demo-random`")
+                         "(owner/name, needs the hub or its cache), `demo`, `demo-emoji` or `demo-random`")
     if Path(model).exists() and not Path(model).is_dir():
-        raise ValueError(f"{model} is a file; pass a pipeline folder (with model_index.json), a hub id, `demo` "
-                         "or `demo-random`")
+        raise ValueError(f"{model} is a file; pass a pipeline folder (with model_index.json), a hub id, `demo`, "
+                         "`demo-emoji` or `demo-random`")
     pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype)
     return pipe.to(device)
 
