@@ -1,4 +1,4 @@
-"""`genaccel demo`'s quality part on the bundled reference model (the speed part is a benchmark)."""
+"""`genaccel demo`'s quality part on the bundled emoji model (the speed part is a benchmark)."""
 
 import argparse
 
