@@ -22,7 +22,7 @@ _HELP = {
     "max_minutes": "stop and save after this many minutes (0: no limit)",
     "init_from": "a checkpoint folder whose model weights start this run (fresh optimizer, EMA and step)",
     "sample_every": "write a sample grid PNG every N steps (0: only at the end)",
-    "loss_weighting": "uniform (plain MSE) or min-snr (Min-SNR-gamma weights; faster convergence)",
+    "loss_weighting": "uniform (plain MSE) or min-snr (Min-SNR-gamma weights, Hang et al. 2023)",
     "min_snr_gamma": "gamma of --loss-weighting min-snr (default 5, the paper's)",
     "vae": "train in a tokenizer's latent space: reference:multi-scale, reference:single-scale or a tokenizer "
            "folder / checkpoint (default: pixel space)",
