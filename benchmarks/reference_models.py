@@ -211,11 +211,13 @@ def main() -> None:
     bad_sizes = [size for size in args.scale_sizes if size < patch or size % patch]
     if bad_sizes:
         parser.error(f"--scale-sizes must be positive multiples of the patch size ({patch}), got {bad_sizes}")
+    if args.real and not args.fid_samples:
+        parser.error("--real is the held-out set for FID: it needs --fid-samples > 0")
     real, fid_labels = None, []
     if args.fid_samples:
         try:
             real, fid_labels = real_images(manifest["info"]["config"], args.fid_samples, pipe.num_classes, args.real)
-        except ValueError as error:
+        except (FileNotFoundError, ValueError) as error:
             parser.error(str(error))
 
     def sample(batch: list[int] = labels, steps: int = args.steps) -> torch.Tensor:

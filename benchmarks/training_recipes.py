@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoints = {(name, step): checkpoint_of(folder, step) for name, folder in args.runs for step in args.steps}
     started, commit = time.perf_counter(), git_commit()  # the code that ran, not the tree at the end
-    real_set = ImageFolderDataset(args.real)
+    try:
+        real_set = ImageFolderDataset(args.real)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"--real: {error}") from None
     real = torch.stack([((real_set[k][0] + 1) * 127.5).round().to(torch.uint8) for k in range(len(real_set))])
     labels = proportional_labels(args.fid_samples, list(real_set.labels))
     extractor = InceptionExtractor("legacy-tf")

@@ -71,14 +71,19 @@ def test_bad_weighting_settings_are_refused(values, message):
         TrainConfig(output_dir="unused", **values).validate()
 
 
-def test_the_training_loop_applies_the_weighting(tmp_path):
-    """Two one-step runs from the same seed: the same draws, so the logged losses differ only by the weights."""
+def test_the_training_loop_applies_the_weighting_and_its_gamma(tmp_path):
+    """One-step runs from the same seed see the same draws: with epsilon prediction and a gamma above
+    every SNR the weighted loss is the plain one exactly; with v-prediction and gamma 5 it is lower."""
     from genaccel.train.diffusion import train
 
     tiny = dict(data="shapes", num_images=40, image_size=16, width=32, depth=1, heads=2, patch_size=4, batch_size=4,
-                max_steps=1, log_every=1, sample_steps=1, checkpoint_every=0, prediction_type="v_prediction")
-    losses = {}
-    for weighting in ("uniform", "min-snr"):
-        train(TrainConfig(output_dir=str(tmp_path / weighting), loss_weighting=weighting, **tiny))
-        losses[weighting] = json.loads((tmp_path / weighting / "log.jsonl").read_text())["loss"]
-    assert losses["min-snr"] < losses["uniform"]  # every v-prediction weight is below 1
+                max_steps=1, log_every=1, sample_steps=1, checkpoint_every=0)
+
+    def logged_loss(name, **values):
+        train(TrainConfig(output_dir=str(tmp_path / name), **tiny, **values))
+        return json.loads((tmp_path / name / "log.jsonl").read_text())["loss"]
+
+    plain = logged_loss("plain")
+    assert logged_loss("huge-gamma", loss_weighting="min-snr", min_snr_gamma=1e12) == pytest.approx(plain, rel=1e-6)
+    v_plain = logged_loss("v-plain", prediction_type="v_prediction")
+    assert logged_loss("v-min-snr", prediction_type="v_prediction", loss_weighting="min-snr") < v_plain

@@ -72,6 +72,8 @@ def test_real_images_of_a_folder_or_of_the_shapes(tmp_path):
     assert torch.equal(images, bench.heldout_real_images(16, 8, 400, 16, 0)) and labels == bench.balanced_labels(16, 8)
     with pytest.raises(ValueError, match="pass --real"):
         bench.real_images({"data": "/data/emoji32/train"}, 4, 8, None)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        bench.real_images({"data": "shapes"}, 4, 8, str(tmp_path / "missing"))
 
 
 def test_model_folder_takes_a_kind_or_a_bundle(tmp_path):

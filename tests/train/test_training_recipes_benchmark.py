@@ -40,3 +40,10 @@ def test_a_step_a_run_did_not_reach_is_named(tmp_path):
     (tmp_path / "run" / "checkpoints" / "step-2" / "state.json").write_text("{}")
     with pytest.raises(SystemExit, match="step-2"):
         bench.main(["--real", str(tmp_path), "--run", f"a={tmp_path / 'run'}", "--step", "3"])
+
+
+def test_a_missing_real_folder_is_named(tmp_path):
+    (tmp_path / "run" / "checkpoints" / "step-2").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "step-2" / "state.json").write_text("{}")
+    with pytest.raises(SystemExit, match="--real: image folder .*missing does not exist"):
+        bench.main(["--real", str(tmp_path / "missing"), "--run", f"a={tmp_path / 'run'}", "--step", "2"])
