@@ -1,19 +1,22 @@
 """A calibrated SparsityPlan against the best uniform sparse config of equal measured speed, on unseen calls.
 
-On a bundled reference model (`--model image`: the DiT, `video`: the Wan clip model) at `--size`
+On a bundled reference model (`--model image`: the shapes DiT, `emoji`: the emoji DiT, `video`: the
+Wan clip model) at `--size`
 (its native size, or larger for more tokens): `genaccel.calibrate` on `--calls` single-output
 calls (classes cycled, seeds 0, 1, ...), timed, and once more without step reuse (`step_reuse=False`,
 what reuse adds); then, in one process, dense, both plans and a family of
 uniform configs (the calibration candidates, each with the first 0 / 25% / 50% of steps dense) on
 `--eval` outputs it never calibrated on (seeds from 1000): PSNR / SSIM against dense (mean ± 95%
 interval; identical outputs count as 100 dB), the worst PSNR, KID / FID against real held-out images
-(image model; N stated), and the time of one pipeline call (median of `--runs`, interleaved).
+(image models: held-out shapes, or the `--real` folder with the emoji model's labels in its class
+proportions; N stated), and the time of one pipeline call (median of `--runs`, interleaved).
 "Equal speed": the uniform configs at least 97% as fast as the plan, as measured; the table
 names the best of them by mean PSNR and the plan's margin over it. Writes the BENCHMARKS.md section
 "calibration-<model>-<size>".
 
     python benchmarks/calibration.py --model image --size 32 --threads 1 --write BENCHMARKS.md
     python benchmarks/calibration.py --model image --size 64 --threads 1 --write BENCHMARKS.md
+    python benchmarks/calibration.py --model emoji --real EMOJI/heldout --threads 2 --write BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -38,14 +41,17 @@ from genaccel.eval.fidelity import psnr, ssim  # noqa: E402
 from genaccel.eval.intervals import frechet_sample_note, mean_with_interval  # noqa: E402
 from genaccel.eval.timing import time_interleaved  # noqa: E402
 from genaccel.plans import default_candidates, format_choice  # noqa: E402
-from genaccel.pipelines.reference import REFERENCE_DIR, load_reference_pipeline  # noqa: E402
+from genaccel.pipelines.reference import REFERENCE_DIRS, load_reference_pipeline  # noqa: E402
 
 IDENTICAL_DB = 100.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["image", "video"], default="image")
+    parser.add_argument("--model", choices=["image", "emoji", "video"], default="image")
+    parser.add_argument("--real", default=None,
+                        help="held-out real images (folder with labels.csv) for KID / FID: needed for the emoji "
+                             "model (`genaccel make-data emoji OUT --size 32` writes OUT/heldout)")
     parser.add_argument("--size", type=int, default=None, help="output size in px (default: the model's own)")
     parser.add_argument("--target-psnr", type=float, default=25.0)
     parser.add_argument("--calls", type=int, default=4, help="calibration calls (default 4)")
@@ -62,6 +68,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("calls", "eval", "batch", "steps", "runs", "time_outputs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.model == "emoji" and args.real is None:
+        parser.error("--model emoji needs --real, its held-out glyphs (`genaccel make-data emoji OUT --size 32` "
+                     "writes OUT/heldout)")
+    if args.model != "emoji" and args.real is not None:
+        parser.error(f"--real is the emoji model's held-out set; --model {args.model} brings its own (or none)")
+    if args.real is not None:
+        from genaccel.data.image_folder import ImageFolderDataset
+
+        try:
+            width, height = ImageFolderDataset(args.real).size
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(f"--real: {error}")
+        native = json.loads((REFERENCE_DIRS[args.model] / "manifest.json").read_text())["info"]["config"]["image_size"]
+        size = args.size or native
+        if (width, height) != (size, size):
+            parser.error(f"--real: its images are {width}x{height} px, the outputs {size}x{size}: FID compares "
+                         f"images of one size (`genaccel make-data emoji OUT --size {size}`)")
     return args
 
 
@@ -88,15 +111,24 @@ def sample(pipe, labels: list[int], args, size: int | None) -> list[np.ndarray]:
     return outputs
 
 
-def real_features(args, pipe, size: int, extractor) -> tuple[np.ndarray | None, str]:
-    """Inception features of `--eval` held-out real images with the generated class balance (image model)."""
-    if args.model != "image":
-        return None, "FID / KID: not measured for the video model here (PSNR / SSIM vs dense only)"
-    from reference_models import heldout_real_images
+def eval_labels_and_real(args, num_classes: int, size: int | None) -> tuple[list[int], torch.Tensor | None, str]:
+    """The `--eval` labels to generate, uint8 held-out real images to compare them with, and a note saying
+    which: held-out shapes in the labels' class balance (shapes model), every `--real` image with the labels in
+    its class proportions (emoji model), none for the video model."""
+    if args.model == "video":
+        return ([k % num_classes for k in range(args.eval)], None,
+                "FID / KID: not measured for the video model here (PSNR / SSIM vs dense only)")
+    from reference_models import heldout_real_images, real_images
 
-    data = json.loads((REFERENCE_DIR / "manifest.json").read_text())["info"]["config"]
-    real = heldout_real_images(args.eval, pipe.num_classes, data["num_images"], size, data["data_seed"])
-    return extractor(real).numpy(), f"KID / FID against {args.eval} held-out real shapes rendered at {size} px"
+    data = json.loads((REFERENCE_DIRS[args.model] / "manifest.json").read_text())["info"]["config"]
+    if args.real is not None:
+        real, labels = real_images(data, args.eval, num_classes, args.real)
+        return labels, real, (f"KID / FID against the {len(real)} held-out real images of `{args.real}`, labels "
+                              "in their class proportions")
+    labels = [k % num_classes for k in range(args.eval)]
+    size = size or data["image_size"]
+    real = heldout_real_images(args.eval, num_classes, data["num_images"], size, data["data_seed"])
+    return labels, real, f"KID / FID against {args.eval} held-out real shapes rendered at {size} px"
 
 
 def modelled_speedup(config, plan: genaccel.SparsityPlan, steps: int) -> float:
@@ -132,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "calibrated plan without step reuse": without_reuse,
                                    **uniform_family(grid, args.steps)}
 
-    labels = [k % num_classes for k in range(args.eval)]
+    labels, real_uint8, real_note = eval_labels_and_real(args, num_classes, args.size)
     outputs = {}
     for name, config in tqdm(settings.items(), desc="sample", unit="setting"):
         if config is None:
@@ -156,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         timings = time_interleaved({name: call(config) for name, config in settings.items()}, warmup=1,
                                    runs=args.runs)
-    extractor = None
-    if args.model == "image":
+    real = None
+    if real_uint8 is not None:
         from genaccel.eval.fid import InceptionExtractor
 
         extractor = InceptionExtractor("legacy-tf")
+        real = extractor(real_uint8).numpy()
     size = outputs["dense"][0].shape[-2]
-    real, real_note = real_features(args, pipe, size, extractor)
     from reference_models import fid_and_kid
 
     dense_seconds = timings["dense"].median_s

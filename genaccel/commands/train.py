@@ -20,7 +20,8 @@ _HELP = {
     "num_frames": "frames per clip (--arch wan only; default 16)",
     "batch_size": "images per process per step",
     "max_minutes": "stop and save after this many minutes (0: no limit)",
-    "init_from": "a checkpoint folder whose model weights start this run (fresh optimizer, EMA and step)",
+    "init_from": "a checkpoint or bundle folder whose model weights start this run (fresh optimizer, EMA and "
+                 "step), e.g. a shipped reference model to train longer",
     "sample_every": "write a sample grid PNG every N steps (0: only at the end)",
     "loss_weighting": "uniform (plain MSE) or min-snr (Min-SNR-gamma weights, Hang et al. 2023)",
     "min_snr_gamma": "gamma of --loss-weighting min-snr (default 5, the paper's)",

@@ -70,7 +70,7 @@ class TrainConfig:
     guidance_scale: float = 1.5
     log_every: int = 10
     max_minutes: float = 0.0  # stop (and save) after this much wall time; 0: no limit
-    init_from: str = ""  # a checkpoint whose model weights start a new run (fresh optimizer, EMA, step 0)
+    init_from: str = ""  # a checkpoint or bundle whose model weights start a new run (fresh optimizer, EMA, step 0)
     # train in a tokenizer's latent space: reference:multi-scale, reference:single-scale or a tokenizer folder
     vae: str = ""
     seed: int = 0
@@ -316,13 +316,27 @@ def save_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.o
 
 
 def init_weights(model: nn.Module, checkpoint: Path) -> None:
-    """Start from the (non-EMA) model weights of a checkpoint, e.g. to switch prediction type."""
+    """Start from the (non-EMA) model weights of a checkpoint, e.g. to switch prediction type, or from the
+    (EMA) weights of a bundle (`python -m genaccel.train.bundle`, sha256-verified), e.g. to train a shipped
+    reference model longer."""
     from safetensors.torch import load_file
 
+    from genaccel.train.bundle import MANIFEST_NAME, load_bundled_pipeline
+
     weights = checkpoint / "model" / "diffusion_pytorch_model.safetensors"
-    if not weights.exists():
-        raise FileNotFoundError(f"{checkpoint} is not a checkpoint: it has no {weights.relative_to(checkpoint)}")
-    model.load_state_dict(load_file(weights), strict=True)
+    if (checkpoint / MANIFEST_NAME).exists():
+        state = load_bundled_pipeline(checkpoint).transformer.state_dict()
+    elif weights.exists():
+        state = load_file(weights)
+    else:
+        raise FileNotFoundError(f"{checkpoint} is neither a checkpoint (no {weights.relative_to(checkpoint)}) nor a "
+                                f"bundle (no {MANIFEST_NAME})")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"the weights of {checkpoint} do not fit the model this run builds: pass the same "
+                         f"--arch / --width / --depth / --heads / --patch-size as the run that made them ({error})"
+                         ) from None
 
 
 def load_checkpoint(folder: Path, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer) -> dict:

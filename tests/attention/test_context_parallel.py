@@ -46,6 +46,9 @@ def _rank(rank: int, family: str, store: str, out_path: str) -> None:
         out = run(model, inputs)
         if rank == 0:
             torch.save(out, out_path)
+        # Both ranks leave together: a rank that tears gloo down while its peer still holds the
+        # connection can make the peer's gloo thread abort (SIGABRT), seen once on 2 shared cores.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
