@@ -4,6 +4,7 @@ import re
 import sys
 
 import pytest
+import torch
 
 from genaccel import SparsityPlan
 from tests.benchmark_scripts import BENCHMARKS, PixelStatistics, load_benchmark
@@ -64,6 +65,12 @@ def test_the_emoji_model_is_compared_with_the_real_folder(tmp_path, monkeypatch)
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0].split(" | ")[-1].strip(" |") == "FID vs real (N=3)"
     assert all(len(row.split(" | ")) == len(rows[0].split(" | ")) for row in rows)
+    names = [row.split(" | ")[0].strip("| *") for row in rows[1:]]
+    assert names[:3] == ["dense", "calibrated plan", "calibrated plan without step reuse"]
+    # the generated labels follow the real folder's classes, and every real image is compared with
+    args = bench.parse_args(["--model", "emoji", "--real", str(tmp_path / "heldout"), "--eval", "7"])
+    labels, real, _ = bench.eval_labels_and_real(args, num_classes=10, size=None)
+    assert labels == [0, 1, 2, 3, 4, 0, 1] and real.shape == (5, 3, 32, 32) and real.dtype == torch.uint8
 
 
 def test_real_folder_errors_name_what_is_accepted(tmp_path, capsys):
